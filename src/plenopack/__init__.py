@@ -1,0 +1,13 @@
+"""plenopack: compact Plenoxels radiance-field datasets and their memory-quality trade-off.
+
+Pipeline (data flows one way):
+    scene/ (one loader per capture format) -> grid.py -> kernels/ -> fit.py -> codecs/
+    -> fileformat.py -> metrics.py -> sweep.py -> build/ -> datasets.py
+with a thin command line in cli/ and named hyperparameter sets in presets/.
+"""
+
+__version__ = "0.1.0"
+
+from plenopack.errors import PlenopackError
+
+__all__ = ["PlenopackError", "__version__"]

@@ -1,0 +1,3 @@
+from plenopack.cli import main
+
+main()

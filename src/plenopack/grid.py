@@ -1,0 +1,107 @@
+"""The sparse Plenoxels voxel grid over the unit cube [-1, 1]^3.
+
+Layout and conventions (every stage relies on these):
+- ``links``: int32 array (R, R, R) in axis order (x, y, z): ``links[i, j, k]`` is the row of voxel
+  (i, j, k) in the compact arrays, or -1 where the voxel is empty. Voxel (i, j, k) has its centre at
+  ``-1 + (i + 0.5) * 2 / R`` along x (likewise y, z); values live at voxel centres and are
+  interpolated trilinearly between them. A point p in [-1, 1] has grid coordinate
+  ``g = (p + 1) * R / 2 - 0.5``.
+- ``density``: float32 (N,), raw density; the activation is ReLU. Units: optical density per unit
+  length of the unit-cube frame (the cube has side 2), so thresholds such as PeRFception's
+  ``sigma >= 20`` mean the same thing at every resolution.
+- ``sh``: float32 (N, 3 * (deg + 1)^2), channel-major: the first (deg+1)^2 columns are the red
+  channel's SH coefficients in the usual real-SH order (l = 0; l = 1: y, z, x; ...), then green,
+  then blue. Colour = clamp(0.5 + sum_b sh[c, b] * Y_b(d), 0, 1) with d the unit ray direction
+  (svox2's convention).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from plenopack.errors import PlenopackError
+
+
+def sh_basis_count(sh_degree: int) -> int:
+    """Number of real SH basis functions per colour channel for a degree (0..3)."""
+    if not 0 <= sh_degree <= 3:
+        raise PlenopackError(f"SH degree must be 0..3, got {sh_degree}")
+    return (sh_degree + 1) ** 2
+
+
+@dataclass
+class Grid:
+    """Sparse voxel grid (see the module docstring for conventions)."""
+
+    links: np.ndarray  # (R, R, R) int32, -1 = empty
+    density: np.ndarray  # (N,) float32
+    sh: np.ndarray  # (N, 3 * (deg+1)^2) float32
+    sh_degree: int
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def resolution(self) -> int:
+        return int(self.links.shape[0])
+
+    @property
+    def num_voxels(self) -> int:
+        return int(self.density.shape[0])
+
+    @property
+    def voxel_size(self) -> float:
+        """Edge length of one voxel in unit-cube units."""
+        return 2.0 / self.resolution
+
+    def validate(self) -> None:
+        r = self.links.shape
+        if len(r) != 3 or len(set(r)) != 1:
+            raise PlenopackError(f"grid links must be a cubic (R, R, R) array, got {r}")
+        if self.links.dtype != np.int32:
+            raise PlenopackError(f"grid links must be int32, got {self.links.dtype}")
+        n = self.density.shape[0]
+        if self.density.shape != (n,) or self.density.dtype != np.float32:
+            raise PlenopackError(f"density must be float32 (N,), got {self.density.dtype} {self.density.shape}")
+        c = 3 * sh_basis_count(self.sh_degree)
+        if self.sh.shape != (n, c) or self.sh.dtype != np.float32:
+            raise PlenopackError(f"sh must be float32 ({n}, {c}), got {self.sh.dtype} {self.sh.shape}")
+
+    def occupied_coords(self) -> np.ndarray:
+        """(N, 3) int32 voxel coordinates (i, j, k) ordered by their row in the compact arrays."""
+        idx = np.flatnonzero(self.links.reshape(-1) >= 0)
+        rows = self.links.reshape(-1)[idx]
+        coords = np.stack(np.unravel_index(idx, self.links.shape), axis=-1).astype(np.int32)
+        out = np.empty_like(coords)
+        out[rows] = coords
+        return out
+
+    def voxel_centres(self) -> np.ndarray:
+        """(N, 3) float32 centres of the occupied voxels in unit-cube coordinates."""
+        return (-1.0 + (self.occupied_coords() + 0.5) * self.voxel_size).astype(np.float32)
+
+    @classmethod
+    def dense(cls, resolution: int, sh_degree: int, density: float = 0.0) -> "Grid":
+        """A fully occupied grid with constant density and zero SH (grey)."""
+        n = resolution ** 3
+        links = np.arange(n, dtype=np.int32).reshape(resolution, resolution, resolution)
+        return cls(
+            links=links,
+            density=np.full(n, density, dtype=np.float32),
+            sh=np.zeros((n, 3 * sh_basis_count(sh_degree)), dtype=np.float32),
+            sh_degree=sh_degree,
+        )
+
+    @classmethod
+    def from_coords(cls, resolution: int, coords: np.ndarray, density: np.ndarray, sh: np.ndarray,
+                    sh_degree: int) -> "Grid":
+        """Build a grid from occupied voxel coordinates (N, 3) and their values (rows in that order)."""
+        links = np.full((resolution,) * 3, -1, dtype=np.int32)
+        c = np.asarray(coords, dtype=np.int64)
+        if c.size and (c.min() < 0 or c.max() >= resolution):
+            raise PlenopackError("voxel coordinate outside the grid")
+        links[c[:, 0], c[:, 1], c[:, 2]] = np.arange(c.shape[0], dtype=np.int32)
+        return cls(links=links, density=np.ascontiguousarray(density, dtype=np.float32),
+                   sh=np.ascontiguousarray(sh, dtype=np.float32), sh_degree=sh_degree)

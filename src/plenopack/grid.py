@@ -13,6 +13,7 @@ Layout and conventions (every stage relies on these):
   channel's SH coefficients in the usual real-SH order (l = 0; l = 1: y, z, x; ...), then green,
   then blue. Colour = clamp(0.5 + sum_b sh[c, b] * Y_b(d), 0, 1) with d the unit ray direction
   (svox2's convention).
+- ``background`` (optional): a `SphereBackground`, svox2's multi-sphere image (MSI) outside the cube.
 """
 
 from __future__ import annotations
@@ -32,6 +33,28 @@ def sh_basis_count(sh_degree: int) -> int:
 
 
 @dataclass
+class SphereBackground:
+    """Multi-sphere image background outside the unit cube (svox2 / PeRFception "3D-BKGD").
+
+    ``layers``: float32 (L, H, W, 4), raw (r, g, b, sigma) per texel of L concentric spheres; colour
+    activation sigmoid, density ReLU. ``radii``: float32 (L,), increasing, all > sqrt(3) so every sphere
+    encloses the cube. Equirectangular maps: row v spans the polar angle from +z in [0, pi], column u the
+    azimuth atan2(y, x) in [-pi, pi). Composited front (inner) to back after the foreground, then onto
+    ``brightness`` grey where transmittance remains.
+    """
+
+    layers: np.ndarray
+    radii: np.ndarray
+    brightness: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.layers.ndim != 4 or self.layers.shape[3] != 4 or self.layers.dtype != np.float32:
+            raise PlenopackError(f"background layers must be float32 (L, H, W, 4), got {self.layers.dtype} {self.layers.shape}")
+        if self.radii.shape != (self.layers.shape[0],):
+            raise PlenopackError("background radii must have one entry per layer")
+
+
+@dataclass
 class Grid:
     """Sparse voxel grid (see the module docstring for conventions)."""
 
@@ -39,6 +62,7 @@ class Grid:
     density: np.ndarray  # (N,) float32
     sh: np.ndarray  # (N, 3 * (deg+1)^2) float32
     sh_degree: int
+    background: SphereBackground | None = None
 
     def __post_init__(self) -> None:
         self.validate()

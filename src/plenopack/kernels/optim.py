@@ -1,0 +1,39 @@
+"""Fused optimiser step (RMSProp, as svox2 uses for Plenoxels)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _rmsprop_kernel(param, grad, avg_sq, lr, beta, eps):
+    ncols = param.shape[1]
+    for r in prange(param.shape[0]):
+        touched = False
+        for j in range(ncols):
+            if grad[r, j] != 0.0:
+                touched = True
+                break
+        if not touched:
+            continue
+        for j in range(ncols):
+            g = grad[r, j]
+            a = beta * avg_sq[r, j] + (1.0 - beta) * g * g
+            avg_sq[r, j] = a
+            param[r, j] -= lr * g / (math.sqrt(a) + eps)
+            grad[r, j] = 0.0
+
+
+def rmsprop_step(param: np.ndarray, grad: np.ndarray, avg_sq: np.ndarray, lr: float, beta: float = 0.95,
+                 eps: float = 1e-8) -> None:
+    """In place: avg_sq = beta avg_sq + (1 - beta) g^2; param -= lr g / (sqrt(avg_sq) + eps); grad = 0.
+
+    Rows whose gradient is entirely zero are skipped (their state is kept), as svox2's sparse update.
+    Works on (N,) or (N, C) float32 arrays.
+    """
+    p2 = param.reshape(param.shape[0], -1)
+    _rmsprop_kernel(p2, grad.reshape(p2.shape), avg_sq.reshape(p2.shape), np.float32(lr), np.float32(beta),
+                    np.float32(eps))

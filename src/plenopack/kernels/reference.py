@@ -1,0 +1,173 @@
+"""Plain, vectorised NumPy versions of the kernels' maths (any float dtype; float64 for gradient checks).
+
+They materialise every sample of every ray as a (B, S) array, so they are for tests and benchmarks, not for
+real work. The sample lattice, activations and early termination match plenopack.kernels.render exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from plenopack.kernels.device import sh_basis
+
+
+def _corners(links, g):
+    """Rows (M, 8) and trilinear weights (M, 8) of the cells around grid coordinates g (M, 3)."""
+    reso = links.shape[0]
+    g = np.clip(g, 0.0, reso - 1.0)
+    i0 = np.minimum(np.floor(g).astype(np.int64), reso - 2)
+    f = g - i0
+    rows, weights = [], []
+    for a in range(2):
+        for b in range(2):
+            for e in range(2):
+                idx = i0 + np.array([a, b, e])
+                rows.append(links[idx[:, 0], idx[:, 1], idx[:, 2]])
+                w = (f[:, 0] if a else 1 - f[:, 0]) * (f[:, 1] if b else 1 - f[:, 1]) * (f[:, 2] if e else 1 - f[:, 2])
+                weights.append(w)
+    return np.stack(rows, axis=1), np.stack(weights, axis=1)
+
+
+def trilinear_sample(links, density, sh, points):
+    reso = links.shape[0]
+    g = (np.asarray(points, dtype=density.dtype) + 1.0) * (0.5 * reso) - 0.5
+    rows, w = _corners(links, g)
+    valid = rows >= 0
+    r = np.where(valid, rows, 0)
+    w = np.where(valid, w, 0.0)
+    d = (w * density[r]).sum(axis=1)
+    s = (w[:, :, None] * sh[r]).sum(axis=1)
+    return d, s
+
+
+def _ray_samples(reso, origins, dirs, step_size, near):
+    """Sample distances (B, S) and validity mask on the kernels' lattice."""
+    o = np.asarray(origins, dtype=np.float64)
+    d = np.asarray(dirs, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = 1.0 / np.where(np.abs(d) < 1e-12, np.nan, d)
+        ta = (-1.0 - o) * inv
+        tb = (1.0 - o) * inv
+    lo = np.where(np.isnan(ta), np.where(np.abs(o) <= 1, -np.inf, np.inf), np.minimum(ta, tb))
+    hi = np.where(np.isnan(tb), np.where(np.abs(o) <= 1, np.inf, -np.inf), np.maximum(ta, tb))
+    t_in = np.maximum(lo.max(axis=1), near)
+    t_out = hi.min(axis=1)
+    dt = step_size * 2.0 / reso
+    count = np.where(t_in < t_out, np.ceil((t_out - t_in) / dt - 0.5), 0).astype(np.int64)
+    s_max = max(int(count.max(initial=0)) + 1, 1)
+    t = t_in[:, None] + (np.arange(s_max)[None, :] + 0.5) * dt
+    valid = (t < t_out[:, None]) & (t_in < t_out)[:, None]
+    return t, valid, dt
+
+
+def _forward_samples(links, density, sh, sh_degree, origins, dirs, step_size, stop_thresh, near):
+    reso = links.shape[0]
+    dtype = density.dtype
+    t, valid, dt = _ray_samples(reso, origins, dirs, step_size, near)
+    n, s = t.shape
+    pts = np.asarray(origins, np.float64)[:, None, :] + t[..., None] * np.asarray(dirs, np.float64)[:, None, :]
+    g = (pts.reshape(-1, 3) + 1.0) * (0.5 * reso) - 0.5
+    rows, w = _corners(links, g)
+    ok = rows >= 0
+    r = np.where(ok, rows, 0)
+    w = np.where(ok, w, 0.0).astype(dtype)
+    sigma_raw = (w * density[r]).sum(axis=1).reshape(n, s)
+    basis = sh_basis(sh_degree, dirs).astype(dtype)
+    bc = basis.shape[1]
+    sh_s = (w[:, :, None] * sh[r]).sum(axis=1).reshape(n, s, 3, bc)
+    raw = 0.5 + np.einsum("nscb,nb->nsc", sh_s, basis)
+    sigma = np.where(valid, np.maximum(sigma_raw, 0.0), 0.0)
+    alpha = 1.0 - np.exp(-sigma * dt)
+    t_after = np.cumprod(1.0 - alpha, axis=1)
+    t_before = np.concatenate([np.ones((n, 1), dtype=t_after.dtype), t_after[:, :-1]], axis=1)
+    keep = t_before >= stop_thresh  # the kernels stop right after T falls below the threshold
+    alpha = np.where(keep, alpha, 0.0)
+    t_after = np.cumprod(1.0 - alpha, axis=1)
+    t_before = np.concatenate([np.ones((n, 1), dtype=t_after.dtype), t_after[:, :-1]], axis=1)
+    weights = t_before * alpha
+    colour = np.clip(raw, 0.0, 1.0)
+    return dict(t=t, dt=dt, rows=rows.reshape(n, s, 8), w=w.reshape(n, s, 8), basis=basis, raw=raw,
+                sigma_raw=sigma_raw, alpha=alpha, keep=keep & valid, t_before=t_before, t_after=t_after,
+                weights=weights, colour=colour, t_final=t_after[:, -1])
+
+
+def render_rays(links, density, sh, sh_degree, origins, dirs, background, step_size=0.5, stop_thresh=1e-4,
+                near=0.0):
+    """Reference of kernels.render_rays: (rgb (B, 3), depth (B,), acc (B,)) in the dtype of ``density``."""
+    f = _forward_samples(links, density, sh, sh_degree, origins, dirs, step_size, stop_thresh, near)
+    bg = np.broadcast_to(np.asarray(background, dtype=density.dtype), (len(origins), 3))
+    rgb = (f["weights"][..., None] * f["colour"]).sum(axis=1) + f["t_final"][:, None] * bg
+    depth = (f["weights"] * f["t"]).sum(axis=1)
+    return rgb, depth, 1.0 - f["t_final"]
+
+
+def loss(links, density, sh, sh_degree, origins, dirs, target, background, step_size=0.5, stop_thresh=1e-4,
+         beta_weight=0.0, near=0.0) -> float:
+    """The scalar loss whose gradient kernels.render_rays_grad accumulates."""
+    rgb, _, acc = render_rays(links, density, sh, sh_degree, origins, dirs, background, step_size, stop_thresh,
+                              near)
+    value = float(np.mean((rgb - target) ** 2))
+    if beta_weight:
+        a = np.clip(acc, 1e-3, 1 - 1e-3)
+        value += beta_weight * float(np.mean(np.log(a) + np.log(1 - a)))
+    return value
+
+
+def render_rays_grad(links, density, sh, sh_degree, origins, dirs, target, background, step_size=0.5,
+                     stop_thresh=1e-4, near=0.0):
+    """Vectorised analytic gradient of the MSE term (same maths as the fused kernel, no beta term).
+
+    Returns (rgb, grad_density (N,), grad_sh (N, C)).
+    """
+    f = _forward_samples(links, density, sh, sh_degree, origins, dirs, step_size, stop_thresh, near)
+    n = len(origins)
+    bg = np.broadcast_to(np.asarray(background, dtype=density.dtype), (n, 3))
+    wc = f["weights"][..., None] * f["colour"]
+    rgb = wc.sum(axis=1) + f["t_final"][:, None] * bg
+    g = 2.0 * (rgb - target) / (3.0 * n)
+    rest = rgb[:, None, :] - np.cumsum(wc, axis=1)
+    dsigma = f["dt"] * ((f["t_after"][..., None] * f["colour"] - rest) * g[:, None, :]).sum(-1)
+    active = f["keep"] & (f["sigma_raw"] > 0)
+    dsigma = np.where(active, dsigma, 0.0)
+    inside = (f["raw"] > 0) & (f["raw"] < 1)
+    dcol = np.where(inside & active[..., None], g[:, None, :] * f["weights"][..., None], 0.0)  # (n, s, 3)
+    dsh = dcol[..., None] * f["basis"][:, None, None, :]  # (n, s, 3, B)
+    rows = f["rows"].reshape(-1, 8)
+    w = f["w"].reshape(-1, 8)
+    ok = rows >= 0
+    grad_density = np.zeros_like(density)
+    grad_sh = np.zeros_like(sh)
+    np.add.at(grad_density, rows[ok], (w * dsigma.reshape(-1, 1))[ok])
+    contrib = w[:, :, None] * dsh.reshape(-1, 1, sh.shape[1])
+    np.add.at(grad_sh, rows[ok], contrib[ok])
+    return rgb, grad_density, grad_sh
+
+
+def max_ray_weights(links, density, sh, sh_degree, origins, dirs, step_size=0.5, stop_thresh=1e-4, near=0.0):
+    f = _forward_samples(links, density, sh, sh_degree, origins, dirs, step_size, stop_thresh, near)
+    active = f["keep"] & (f["sigma_raw"] > 0)
+    wts = np.where(active, f["weights"], 0.0).reshape(-1)
+    rows = f["rows"].reshape(-1, 8)
+    out = np.zeros(density.shape[0], dtype=density.dtype)
+    for c in range(8):
+        ok = (rows[:, c] >= 0) & (wts > 0)
+        np.maximum.at(out, rows[ok, c], wts[ok])
+    return out
+
+
+def tv_loss(links, values, voxel_flat_ids, weight) -> float:
+    """Reference of kernels.tv_grad's loss (values (N, C))."""
+    reso = links.shape[0]
+    v = values.reshape(values.shape[0], -1)
+    i, j, k = np.unravel_index(np.asarray(voxel_flat_ids), (reso,) * 3)
+    inside = (i < reso - 1) & (j < reso - 1) & (k < reso - 1)
+    i, j, k = i[inside], j[inside], k[inside]
+
+    def val(a, b, c):
+        r = links[a, b, c]
+        return np.where((r >= 0)[:, None], v[np.maximum(r, 0)], 0.0)
+
+    v0 = val(i, j, k)
+    dx, dy, dz = val(i + 1, j, k) - v0, val(i, j + 1, k) - v0, val(i, j, k + 1) - v0
+    norm = np.sqrt(dx * dx + dy * dy + dz * dz + 1e-9)
+    return float(weight * norm.sum() / len(voxel_flat_ids))

@@ -1,0 +1,334 @@
+"""Volume rendering of the sparse grid: forward, and fused forward + backward.
+
+Ray marching (identical in every kernel, so forward and backward see the same samples):
+- the ray o + t d (unit-cube frame, |d| = 1) is clipped to [-1, 1]^3 and t >= near;
+- samples sit at t_k = t_entry + (k + 0.5) * dt with dt = step_size * 2 / R (step_size in voxels);
+- sigma_k = relu(trilinear density), alpha_k = 1 - exp(-sigma_k dt), w_k = T_k alpha_k,
+  T_{k+1} = T_k (1 - alpha_k); marching stops once T < stop_thresh;
+- colour c_k = clamp(0.5 + sum_b Y_b(d) * trilinear sh, 0, 1) per channel;
+- rgb = sum_k w_k c_k + T_final * background (per ray), depth = sum_k w_k t_k, acc = 1 - T_final.
+Empty occupancy cells (see occupancy.py) are skipped on the same sample lattice, so results do not depend
+on whether an occupancy field is given.
+
+Gradients (backward) follow svox2: a second march with the running remainder
+``rest = rgb - sum_{j<=k} w_j c_j`` gives d rgb / d sigma_k = dt * (T_{k+1} c_k - rest). Gradients are
+accumulated race-free into one buffer per thread (`GradWorkspace`), touching only the rows a ray used,
+then summed into the caller's arrays. On a GPU the per-thread buffers become atomic adds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from plenopack.kernels.device import cell_corners, eval_sh_basis, grid_coord, ray_cube_interval, skip_empty
+
+_EMPTY_OCCUPANCY = np.ones((1, 1, 1), dtype=np.uint8)
+
+
+@njit(inline="always", fastmath=True, cache=True)
+def _sample(links, density, sh, basis_count, basis, gx, gy, gz, rows, weights, raw_rgb):
+    """Trilinear density (before ReLU) at g, and raw colour 0.5 + SH . Y per channel into raw_rgb[3]."""
+    cell_corners(links, gx, gy, gz, rows, weights)
+    sigma = 0.0
+    for c in range(8):
+        if rows[c] >= 0:
+            sigma += weights[c] * density[rows[c]]
+    if sigma <= 0.0:
+        return sigma
+    for ch in range(3):
+        acc = 0.0
+        base = ch * basis_count
+        for c in range(8):
+            r = rows[c]
+            if r >= 0:
+                s = 0.0
+                for b in range(basis_count):
+                    s += basis[b] * sh[r, base + b]
+                acc += weights[c] * s
+        raw_rgb[ch] = 0.5 + acc
+    return sigma
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _forward_kernel(links, density, sh, basis_count, origins, dirs, background, bg_stride, step_size,
+                    stop_thresh, near, occupancy, block, use_occupancy, out_rgb, out_depth, out_acc):
+    reso = links.shape[0]
+    dt = step_size * 2.0 / reso
+    for r in prange(origins.shape[0]):
+        basis = np.empty(16, dtype=np.float32)
+        rows = np.empty(8, dtype=np.int32)
+        weights = np.empty(8, dtype=np.float32)
+        raw = np.empty(3, dtype=np.float32)
+        ox, oy, oz = origins[r, 0], origins[r, 1], origins[r, 2]
+        dx, dy, dz = dirs[r, 0], dirs[r, 1], dirs[r, 2]
+        eval_sh_basis(basis_count, dx, dy, dz, basis)
+        t_in, t_out = ray_cube_interval(ox, oy, oz, dx, dy, dz, near)
+        cr = 0.0
+        cg = 0.0
+        cb = 0.0
+        depth = 0.0
+        trans = 1.0
+        if t_in < t_out:
+            t = t_in + 0.5 * dt
+            while t < t_out:
+                gx = grid_coord(ox + t * dx, reso)
+                gy = grid_coord(oy + t * dy, reso)
+                gz = grid_coord(oz + t * dz, reso)
+                if use_occupancy:
+                    t_next = skip_empty(occupancy, block, reso, ox, oy, oz, dx, dy, dz, t, dt, gx, gy, gz)
+                    if t_next != t:
+                        t = t_next
+                        continue
+                sigma = _sample(links, density, sh, basis_count, basis, gx, gy, gz, rows, weights, raw)
+                if sigma > 0.0:
+                    alpha = 1.0 - math.exp(-sigma * dt)
+                    w = trans * alpha
+                    cr += w * min(max(raw[0], 0.0), 1.0)
+                    cg += w * min(max(raw[1], 0.0), 1.0)
+                    cb += w * min(max(raw[2], 0.0), 1.0)
+                    depth += w * t
+                    trans *= 1.0 - alpha
+                    if trans < stop_thresh:
+                        break
+                t += dt
+        bi = r * bg_stride
+        out_rgb[r, 0] = cr + trans * background[bi, 0]
+        out_rgb[r, 1] = cg + trans * background[bi, 1]
+        out_rgb[r, 2] = cb + trans * background[bi, 2]
+        out_depth[r] = depth
+        out_acc[r] = 1.0 - trans
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, background, bg_stride, step_size,
+                 stop_thresh, near, occupancy, block, use_occupancy, beta_weight,
+                 buf_density, buf_sh, touched, touched_rows, touched_count, out_rgb, out_acc, out_sqerr):
+    reso = links.shape[0]
+    nrays = origins.shape[0]
+    dt = step_size * 2.0 / reso
+    grad_scale = 2.0 / (3.0 * nrays)  # d mean((rgb - target)^2) / d rgb
+    beta_scale = beta_weight / nrays
+    for r in prange(nrays):
+        tid = numba.get_thread_id()
+        basis = np.empty(16, dtype=np.float32)
+        rows = np.empty(8, dtype=np.int32)
+        weights = np.empty(8, dtype=np.float32)
+        raw = np.empty(3, dtype=np.float32)
+        ox, oy, oz = origins[r, 0], origins[r, 1], origins[r, 2]
+        dx, dy, dz = dirs[r, 0], dirs[r, 1], dirs[r, 2]
+        eval_sh_basis(basis_count, dx, dy, dz, basis)
+        t_in, t_out = ray_cube_interval(ox, oy, oz, dx, dy, dz, near)
+        bi = r * bg_stride
+        # ---- forward march
+        cr = 0.0
+        cg = 0.0
+        cb = 0.0
+        trans = 1.0
+        if t_in < t_out:
+            t = t_in + 0.5 * dt
+            while t < t_out:
+                gx = grid_coord(ox + t * dx, reso)
+                gy = grid_coord(oy + t * dy, reso)
+                gz = grid_coord(oz + t * dz, reso)
+                if use_occupancy:
+                    t_next = skip_empty(occupancy, block, reso, ox, oy, oz, dx, dy, dz, t, dt, gx, gy, gz)
+                    if t_next != t:
+                        t = t_next
+                        continue
+                sigma = _sample(links, density, sh, basis_count, basis, gx, gy, gz, rows, weights, raw)
+                if sigma > 0.0:
+                    alpha = 1.0 - math.exp(-sigma * dt)
+                    w = trans * alpha
+                    cr += w * min(max(raw[0], 0.0), 1.0)
+                    cg += w * min(max(raw[1], 0.0), 1.0)
+                    cb += w * min(max(raw[2], 0.0), 1.0)
+                    trans *= 1.0 - alpha
+                    if trans < stop_thresh:
+                        break
+                t += dt
+        t_final = trans
+        cr += t_final * background[bi, 0]
+        cg += t_final * background[bi, 1]
+        cb += t_final * background[bi, 2]
+        out_rgb[r, 0] = cr
+        out_rgb[r, 1] = cg
+        out_rgb[r, 2] = cb
+        acc = 1.0 - t_final
+        out_acc[r] = acc
+        er = cr - target[r, 0]
+        eg = cg - target[r, 1]
+        eb = cb - target[r, 2]
+        out_sqerr[r] = er * er + eg * eg + eb * eb
+        gr = grad_scale * er
+        gg = grad_scale * eg
+        gb = grad_scale * eb
+        # beta (Cauchy-free "binary opacity") term: L = w/B * sum_r log(acc) + log(1 - acc), acc clamped
+        dbeta = 0.0
+        if beta_scale != 0.0:
+            a = min(max(acc, 1e-3), 1.0 - 1e-3)
+            dbeta = beta_scale * (1.0 / a - 1.0 / (1.0 - a)) * t_final * dt
+        # ---- backward march over the same samples
+        if t_in < t_out:
+            rest_r = cr
+            rest_g = cg
+            rest_b = cb
+            trans = 1.0
+            t = t_in + 0.5 * dt
+            while t < t_out:
+                gx = grid_coord(ox + t * dx, reso)
+                gy = grid_coord(oy + t * dy, reso)
+                gz = grid_coord(oz + t * dz, reso)
+                if use_occupancy:
+                    t_next = skip_empty(occupancy, block, reso, ox, oy, oz, dx, dy, dz, t, dt, gx, gy, gz)
+                    if t_next != t:
+                        t = t_next
+                        continue
+                sigma = _sample(links, density, sh, basis_count, basis, gx, gy, gz, rows, weights, raw)
+                if sigma > 0.0:
+                    alpha = 1.0 - math.exp(-sigma * dt)
+                    w = trans * alpha
+                    kr = min(max(raw[0], 0.0), 1.0)
+                    kg = min(max(raw[1], 0.0), 1.0)
+                    kb = min(max(raw[2], 0.0), 1.0)
+                    rest_r -= w * kr
+                    rest_g -= w * kg
+                    rest_b -= w * kb
+                    t_next_trans = trans * (1.0 - alpha)
+                    dsigma = dt * (gr * (t_next_trans * kr - rest_r) + gg * (t_next_trans * kg - rest_g)
+                                   + gb * (t_next_trans * kb - rest_b)) + dbeta
+                    # colour gradient w.r.t. the raw (pre-clamp) value, zero where clamped
+                    dcr = gr * w if 0.0 < raw[0] < 1.0 else 0.0
+                    dcg = gg * w if 0.0 < raw[1] < 1.0 else 0.0
+                    dcb = gb * w if 0.0 < raw[2] < 1.0 else 0.0
+                    for c in range(8):
+                        row = rows[c]
+                        if row < 0:
+                            continue
+                        wc = weights[c]
+                        if touched[tid, row] == 0:
+                            touched[tid, row] = 1
+                            touched_rows[tid, touched_count[tid]] = row
+                            touched_count[tid] += 1
+                        buf_density[tid, row] += wc * dsigma
+                        for b in range(basis_count):
+                            yb = wc * basis[b]
+                            buf_sh[tid, row, b] += dcr * yb
+                            buf_sh[tid, row, basis_count + b] += dcg * yb
+                            buf_sh[tid, row, 2 * basis_count + b] += dcb * yb
+                    trans = t_next_trans
+                    if trans < stop_thresh:
+                        break
+                t += dt
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _reduce_kernel(buf_density, buf_sh, touched, touched_rows, touched_count, grad_density, grad_sh):
+    """Sum per-thread buffers into the gradients and clear them; rows are split between threads by row % T."""
+    nthreads = buf_density.shape[0]
+    ncols = buf_sh.shape[2]
+    for owner in prange(nthreads):
+        for src in range(nthreads):
+            for i in range(touched_count[src]):
+                row = touched_rows[src, i]
+                if row % nthreads != owner:
+                    continue
+                grad_density[row] += buf_density[src, row]
+                buf_density[src, row] = 0.0
+                for j in range(ncols):
+                    grad_sh[row, j] += buf_sh[src, row, j]
+                    buf_sh[src, row, j] = 0.0
+    for src in range(nthreads):
+        for i in range(touched_count[src]):
+            touched[src, touched_rows[src, i]] = 0
+        touched_count[src] = 0
+
+
+class GradWorkspace:
+    """Per-thread gradient buffers for `render_rays_grad`, reused across calls (allocate once per grid).
+
+    Holds T x N x C float32 (T = numba threads); they stay zero between calls because the reduction
+    clears exactly the rows it read.
+    """
+
+    def __init__(self, num_voxels: int, num_sh: int):
+        threads = numba.get_num_threads()
+        self.shape = (num_voxels, num_sh, threads)
+        self.buf_density = np.zeros((threads, num_voxels), dtype=np.float32)
+        self.buf_sh = np.zeros((threads, num_voxels, num_sh), dtype=np.float32)
+        self.touched = np.zeros((threads, num_voxels), dtype=np.uint8)
+        self.touched_rows = np.zeros((threads, num_voxels), dtype=np.int32)
+        self.touched_count = np.zeros(threads, dtype=np.int64)
+
+    def fits(self, num_voxels: int, num_sh: int) -> bool:
+        return self.shape == (num_voxels, num_sh, numba.get_num_threads())
+
+
+def _background_rows(background, nrays):
+    bg = np.ascontiguousarray(background, dtype=np.float32)
+    if bg.ndim == 1:
+        return bg.reshape(1, 3), 0
+    if bg.shape != (nrays, 3):
+        raise ValueError(f"background must be (3,) or ({nrays}, 3), got {bg.shape}")
+    return bg, 1
+
+
+def _occupancy_args(occupancy):
+    if occupancy is None:
+        return _EMPTY_OCCUPANCY, 1, False
+    return occupancy.cells, occupancy.block, True
+
+
+def render_rays(links, density, sh, sh_degree, origins, dirs, background, step_size=0.5, stop_thresh=1e-4,
+                occupancy=None, near=0.0):
+    """Render rays through the grid. Returns rgb (B, 3), depth (B,) (expected distance, unit-cube units
+    along d, weighted by opacity; not normalised by acc) and acc (B,) = 1 - final transmittance.
+
+    background: (3,) or per ray (B, 3) colour composited behind the grid. occupancy: optional
+    `Occupancy` from `build_occupancy` (pure speed-up, same result).
+    """
+    n = origins.shape[0]
+    bg, stride = _background_rows(background, n)
+    cells, block, use = _occupancy_args(occupancy)
+    rgb = np.empty((n, 3), dtype=np.float32)
+    depth = np.empty(n, dtype=np.float32)
+    acc = np.empty(n, dtype=np.float32)
+    if n:
+        _forward_kernel(links, density, sh, (sh_degree + 1) ** 2, np.ascontiguousarray(origins, np.float32),
+                        np.ascontiguousarray(dirs, np.float32), bg, stride, np.float32(step_size),
+                        np.float32(stop_thresh), np.float32(near), cells, block, use, rgb, depth, acc)
+    return rgb, depth, acc
+
+
+def render_rays_grad(links, density, sh, sh_degree, origins, dirs, target, background, grad_density, grad_sh,
+                     step_size=0.5, stop_thresh=1e-4, occupancy=None, beta_weight=0.0, near=0.0,
+                     workspace: GradWorkspace | None = None):
+    """Fused forward + backward of the photometric loss over a batch of rays.
+
+    Loss = mean over rays and channels of (rgb - target)^2, plus ``beta_weight`` * mean over rays of
+    log(acc) + log(1 - acc) (acc clamped to [1e-3, 1 - 1e-3]; pushes opacity to 0 or 1).
+    Adds the loss gradient into grad_density (N,) and grad_sh (N, C) (float32, in place).
+    Returns (rgb (B, 3), acc (B,), mse) where mse is the photometric term only. The gradient with
+    respect to a learned per-ray background is (1 - acc) * d loss / d rgb.
+    """
+    n = origins.shape[0]
+    bg, stride = _background_rows(background, n)
+    cells, block, use = _occupancy_args(occupancy)
+    if workspace is None or not workspace.fits(density.shape[0], sh.shape[1]):
+        workspace = GradWorkspace(density.shape[0], sh.shape[1])
+    rgb = np.empty((n, 3), dtype=np.float32)
+    acc = np.empty(n, dtype=np.float32)
+    sqerr = np.empty(n, dtype=np.float32)
+    if n == 0:
+        return rgb, acc, 0.0
+    ws = workspace
+    _grad_kernel(links, density, sh, (sh_degree + 1) ** 2, np.ascontiguousarray(origins, np.float32),
+                 np.ascontiguousarray(dirs, np.float32), np.ascontiguousarray(target, np.float32), bg, stride,
+                 np.float32(step_size), np.float32(stop_thresh), np.float32(near), cells, block, use,
+                 np.float32(beta_weight), ws.buf_density, ws.buf_sh, ws.touched, ws.touched_rows,
+                 ws.touched_count, rgb, acc, sqerr)
+    _reduce_kernel(ws.buf_density, ws.buf_sh, ws.touched, ws.touched_rows, ws.touched_count, grad_density, grad_sh)
+    return rgb, acc, float(sqerr.sum(dtype=np.float64) / (3 * n))

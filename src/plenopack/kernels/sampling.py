@@ -1,0 +1,114 @@
+"""Point sampling of the grid and per-voxel maximum ray weight (for "weight" pruning)."""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from plenopack.kernels.device import cell_corners, grid_coord, ray_cube_interval, skip_empty
+from plenopack.kernels.render import _occupancy_args
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _trilinear_kernel(links, density, sh, points, out_density, out_sh):
+    reso = links.shape[0]
+    ncols = sh.shape[1]
+    for p in prange(points.shape[0]):
+        rows = np.empty(8, dtype=np.int32)
+        weights = np.empty(8, dtype=np.float32)
+        gx = grid_coord(points[p, 0], reso)
+        gy = grid_coord(points[p, 1], reso)
+        gz = grid_coord(points[p, 2], reso)
+        cell_corners(links, gx, gy, gz, rows, weights)
+        d = 0.0
+        for j in range(ncols):
+            out_sh[p, j] = 0.0
+        for c in range(8):
+            r = rows[c]
+            if r >= 0:
+                w = weights[c]
+                d += w * density[r]
+                for j in range(ncols):
+                    out_sh[p, j] += w * sh[r, j]
+        out_density[p] = d
+
+
+def trilinear_sample(links, density, sh, points):
+    """Trilinearly interpolated raw density (M,) and SH (M, C) at unit-cube points (M, 3).
+
+    Empty voxels count as zero; points are clamped to the lattice of voxel centres (edge values extend
+    over the outer half voxel).
+    """
+    pts = np.ascontiguousarray(points, dtype=np.float32)
+    out_d = np.empty(pts.shape[0], dtype=np.float32)
+    out_s = np.empty((pts.shape[0], sh.shape[1]), dtype=np.float32)
+    if pts.shape[0]:
+        _trilinear_kernel(links, density, sh, pts, out_d, out_s)
+    return out_d, out_s
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _max_weight_kernel(links, density, origins, dirs, step_size, stop_thresh, near, occupancy, block,
+                       use_occupancy, buf):
+    reso = links.shape[0]
+    dt = step_size * 2.0 / reso
+    for r in prange(origins.shape[0]):
+        tid = numba.get_thread_id()
+        rows = np.empty(8, dtype=np.int32)
+        weights = np.empty(8, dtype=np.float32)
+        ox, oy, oz = origins[r, 0], origins[r, 1], origins[r, 2]
+        dx, dy, dz = dirs[r, 0], dirs[r, 1], dirs[r, 2]
+        t_in, t_out = ray_cube_interval(ox, oy, oz, dx, dy, dz, near)
+        if not t_in < t_out:
+            continue
+        trans = 1.0
+        t = t_in + 0.5 * dt
+        while t < t_out:
+            gx = grid_coord(ox + t * dx, reso)
+            gy = grid_coord(oy + t * dy, reso)
+            gz = grid_coord(oz + t * dz, reso)
+            if use_occupancy:
+                t_next = skip_empty(occupancy, block, reso, ox, oy, oz, dx, dy, dz, t, dt, gx, gy, gz)
+                if t_next != t:
+                    t = t_next
+                    continue
+            cell_corners(links, gx, gy, gz, rows, weights)
+            sigma = 0.0
+            for c in range(8):
+                if rows[c] >= 0:
+                    sigma += weights[c] * density[rows[c]]
+            if sigma > 0.0:
+                alpha = 1.0 - math.exp(-sigma * dt)
+                w = trans * alpha
+                for c in range(8):
+                    row = rows[c]
+                    if row >= 0 and w > buf[tid, row]:
+                        buf[tid, row] = w
+                trans *= 1.0 - alpha
+                if trans < stop_thresh:
+                    break
+            t += dt
+
+
+def max_ray_weights(links, density, origins, dirs, step_size=0.5, stop_thresh=1e-4, occupancy=None, near=0.0,
+                    out: np.ndarray | None = None):
+    """Per-voxel maximum sample weight w_k = T_k alpha_k over all given rays (N,) float32.
+
+    A sample's weight is credited to the 8 voxels of its trilinear cell. Pass ``out`` (from a previous
+    call) to accumulate the maximum over several batches of rays.
+    """
+    threads = numba.get_num_threads()
+    buf = np.zeros((threads, density.shape[0]), dtype=np.float32)
+    cells, block, use = _occupancy_args(occupancy)
+    if origins.shape[0]:
+        _max_weight_kernel(links, density, np.ascontiguousarray(origins, np.float32),
+                           np.ascontiguousarray(dirs, np.float32), np.float32(step_size), np.float32(stop_thresh),
+                           np.float32(near), cells, block, use, buf)
+    result = buf.max(axis=0)
+    if out is not None:
+        np.maximum(out, result, out=out)
+        return out
+    return result

@@ -1,0 +1,215 @@
+"""Fused kernels held against the NumPy reference and against finite differences."""
+
+import numpy as np
+import pytest
+
+from plenopack import kernels as K
+from plenopack.kernels import reference as ref
+from plenopack.grid import Grid
+
+
+def random_grid(reso=10, sh_degree=2, fill=0.6, seed=0):
+    rng = np.random.default_rng(seed)
+    coords = np.argwhere(rng.random((reso,) * 3) < fill)
+    n = len(coords)
+    density = (rng.random(n) * 12 - 2).astype(np.float32)  # some negative (ReLU'd) values
+    sh = (rng.normal(size=(n, 3 * (sh_degree + 1) ** 2)) * 0.4).astype(np.float32)
+    return Grid.from_coords(reso, coords, density, sh, sh_degree)
+
+
+def random_rays(n=300, seed=1):
+    rng = np.random.default_rng(seed)
+    origins = rng.normal(size=(n, 3))
+    origins = 2.5 * origins / np.linalg.norm(origins, axis=1, keepdims=True)
+    targets = rng.uniform(-0.6, 0.6, size=(n, 3))
+    dirs = targets - origins
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    inside = rng.uniform(-0.9, 0.9, size=(n // 4, 3))  # rays starting inside the cube
+    origins[: n // 4] = inside
+    return origins.astype(np.float32), dirs.astype(np.float32)
+
+
+@pytest.mark.parametrize("sh_degree", [0, 1, 2, 3])
+def test_forward_matches_reference(sh_degree):
+    g = random_grid(sh_degree=sh_degree)
+    o, d = random_rays()
+    bg = np.array([1.0, 0.5, 0.0], np.float32)
+    rgb, depth, acc = K.render_rays(g.links, g.density, g.sh, sh_degree, o, d, bg)
+    rgb_r, depth_r, acc_r = ref.render_rays(g.links, g.density.astype(np.float64), g.sh.astype(np.float64),
+                                           sh_degree, o, d, bg)
+    np.testing.assert_allclose(rgb, rgb_r, atol=2e-4)
+    np.testing.assert_allclose(acc, acc_r, atol=2e-4)
+    np.testing.assert_allclose(depth, depth_r, atol=2e-3)
+    assert acc.min() >= 0 and acc.max() <= 1
+
+
+def test_occupancy_skipping_gives_same_result():
+    rng = np.random.default_rng(3)
+    coords = 10 + np.argwhere(rng.random((12,) * 3) < 0.3)  # one blob: lots of empty space to skip
+    g = Grid.from_coords(32, coords, rng.random(len(coords)).astype(np.float32) * 40,
+                         rng.normal(size=(len(coords), 27)).astype(np.float32) * 0.3, 2)
+    occ = K.build_occupancy(g.links, g.density, block=4)
+    assert 0 < occ.fraction_occupied < 1
+    o, d = random_rays(500)
+    a = K.render_rays(g.links, g.density, g.sh, 2, o, d, np.ones(3, np.float32))
+    b = K.render_rays(g.links, g.density, g.sh, 2, o, d, np.ones(3, np.float32), occupancy=occ)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+def test_constant_slab_transmittance_is_analytic():
+    reso, sigma = 16, 3.0
+    g = Grid.dense(reso, 0, density=sigma)
+    o = np.array([[0.0, 0.0, -3.0]], np.float32)
+    d = np.array([[0.0, 0.0, 1.0]], np.float32)
+    _, _, acc = K.render_rays(g.links, g.density, g.sh, 0, o, d, np.zeros(3, np.float32), stop_thresh=0.0)
+    assert acc[0] == pytest.approx(1 - np.exp(-sigma * 2.0), rel=1e-5)  # path length through the cube is 2
+
+
+def test_sh_colour_matches_convention():
+    g = Grid.dense(8, 0, density=1e4)  # opaque: colour of the first sample
+    g.sh[:, 0] = 0.2 / 0.28209479  # red channel DC -> 0.5 + 0.2
+    o = np.array([[0.0, 0.0, -3.0]], np.float32)
+    d = np.array([[0.0, 0.0, 1.0]], np.float32)
+    rgb, _, _ = K.render_rays(g.links, g.density, g.sh, 0, o, d, np.zeros(3, np.float32))
+    np.testing.assert_allclose(rgb[0], [0.7, 0.5, 0.5], atol=1e-4)
+
+
+def test_gradient_matches_reference_and_finite_differences():
+    g = random_grid(reso=8, sh_degree=1, seed=5)
+    o, d = random_rays(200, seed=6)
+    rng = np.random.default_rng(7)
+    target = rng.random((len(o), 3)).astype(np.float32)
+    bg = rng.random((len(o), 3)).astype(np.float32)
+    gd = np.zeros_like(g.density)
+    gs = np.zeros_like(g.sh)
+    _, _, mse = K.render_rays_grad(g.links, g.density, g.sh, 1, o, d, target, bg, gd, gs)
+    d64, s64 = g.density.astype(np.float64), g.sh.astype(np.float64)
+    _, gd_ref, gs_ref = ref.render_rays_grad(g.links, d64, s64, 1, o, d, target, bg)
+    assert mse == pytest.approx(ref.loss(g.links, d64, s64, 1, o, d, target, bg), rel=1e-4)
+    np.testing.assert_allclose(gd, gd_ref, atol=2e-5 * np.abs(gd_ref).max())
+    np.testing.assert_allclose(gs, gs_ref, atol=2e-5 * np.abs(gs_ref).max())
+    # central finite differences of the float64 reference loss on the largest-gradient parameters
+    eps = 1e-4
+    for idx in np.argsort(-np.abs(gd))[:5]:
+        dp, dm = d64.copy(), d64.copy()
+        dp[idx] += eps
+        dm[idx] -= eps
+        fd = (ref.loss(g.links, dp, s64, 1, o, d, target, bg) - ref.loss(g.links, dm, s64, 1, o, d, target, bg)) / (2 * eps)
+        assert gd[idx] == pytest.approx(fd, rel=2e-2, abs=1e-7)
+    flat = np.argsort(-np.abs(gs).reshape(-1))[:5]
+    for f in flat:
+        r, c = np.unravel_index(f, gs.shape)
+        sp, sm = s64.copy(), s64.copy()
+        sp[r, c] += eps
+        sm[r, c] -= eps
+        fd = (ref.loss(g.links, d64, sp, 1, o, d, target, bg) - ref.loss(g.links, d64, sm, 1, o, d, target, bg)) / (2 * eps)
+        assert gs[r, c] == pytest.approx(fd, rel=2e-2, abs=1e-7)
+
+
+def test_beta_gradient_matches_finite_differences():
+    g = random_grid(reso=6, sh_degree=0, seed=8)
+    g.density[:] = np.abs(g.density) * 0.3  # partially transparent so acc is inside (0, 1)
+    o, d = random_rays(100, seed=9)
+    target = np.full((len(o), 3), 0.5, np.float32)
+    bg = np.ones(3, np.float32)
+    beta = 0.1
+    gd = np.zeros_like(g.density)
+    K.render_rays_grad(g.links, g.density, g.sh, 0, o, d, target, bg, gd, np.zeros_like(g.sh), beta_weight=beta)
+    d64, s64 = g.density.astype(np.float64), g.sh.astype(np.float64)
+    for idx in np.argsort(-np.abs(gd))[:4]:
+        dp, dm = d64.copy(), d64.copy()
+        dp[idx] += 1e-5
+        dm[idx] -= 1e-5
+        fd = (ref.loss(g.links, dp, s64, 0, o, d, target, bg, beta_weight=beta)
+              - ref.loss(g.links, dm, s64, 0, o, d, target, bg, beta_weight=beta)) / 2e-5
+        assert gd[idx] == pytest.approx(fd, rel=2e-2)
+
+
+def test_gradient_accumulates_and_workspace_is_reusable():
+    g = random_grid(reso=8, sh_degree=1, seed=2)
+    o, d = random_rays(150, seed=3)
+    target = np.zeros((len(o), 3), np.float32)
+    ws = K.GradWorkspace(g.num_voxels, g.sh.shape[1])
+    gd1 = np.zeros_like(g.density)
+    gs1 = np.zeros_like(g.sh)
+    K.render_rays_grad(g.links, g.density, g.sh, 1, o, d, target, np.ones(3, np.float32), gd1, gs1, workspace=ws)
+    gd2 = gd1.copy()
+    gs2 = gs1.copy()
+    K.render_rays_grad(g.links, g.density, g.sh, 1, o, d, target, np.ones(3, np.float32), gd2, gs2, workspace=ws)
+    np.testing.assert_allclose(gd2, 2 * gd1, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(gs2, 2 * gs1, rtol=1e-5, atol=1e-9)
+    assert not ws.buf_sh.any() and not ws.touched.any()
+
+
+def test_trilinear_exact_on_linear_field():
+    reso = 12
+    g = Grid.dense(reso, 0)
+    centres = g.voxel_centres()
+    g.density[:] = 1.0 + 2.0 * centres[:, 0] - 3.0 * centres[:, 1] + 0.5 * centres[:, 2]
+    g.sh[:, 1] = centres[:, 2]
+    rng = np.random.default_rng(0)
+    lo = -1 + 1.0 / reso  # stay within the lattice of centres, where interpolation is exact
+    pts = rng.uniform(lo, -lo, size=(500, 3)).astype(np.float32)
+    dens, sh = K.trilinear_sample(g.links, g.density, g.sh, pts)
+    np.testing.assert_allclose(dens, 1.0 + 2.0 * pts[:, 0] - 3.0 * pts[:, 1] + 0.5 * pts[:, 2], atol=1e-5)
+    np.testing.assert_allclose(sh[:, 1], pts[:, 2], atol=1e-5)
+    dr, sr = ref.trilinear_sample(g.links, g.density, g.sh, pts)
+    np.testing.assert_allclose(dens, dr, atol=1e-5)
+
+
+def test_max_ray_weights_matches_reference():
+    g = random_grid(reso=10, sh_degree=0, seed=11)
+    o, d = random_rays(300, seed=12)
+    w = K.max_ray_weights(g.links, g.density, o, d)
+    w_ref = ref.max_ray_weights(g.links, g.density.astype(np.float64), g.sh.astype(np.float64), 0, o, d)
+    np.testing.assert_allclose(w, w_ref, atol=1e-5)
+    assert w.max() > 0.1
+
+
+def test_tv_gradient_matches_finite_differences():
+    g = random_grid(reso=7, sh_degree=0, seed=4)
+    values = g.sh.astype(np.float32)
+    rng = np.random.default_rng(0)
+    ids = rng.choice(7 ** 3, size=60, replace=False)
+    grad = np.zeros_like(values)
+    loss = K.tv_grad(g.links, values, ids, 0.5, grad)
+    assert loss == pytest.approx(ref.tv_loss(g.links, values.astype(np.float64), ids, 0.5), rel=1e-4)
+    v64 = values.astype(np.float64)
+    for f in np.argsort(-np.abs(grad).reshape(-1))[:6]:
+        r, c = np.unravel_index(f, grad.shape)
+        vp, vm = v64.copy(), v64.copy()
+        vp[r, c] += 1e-6
+        vm[r, c] -= 1e-6
+        fd = (ref.tv_loss(g.links, vp, ids, 0.5) - ref.tv_loss(g.links, vm, ids, 0.5)) / 2e-6
+        assert grad[r, c] == pytest.approx(fd, rel=1e-3)
+    grad_d = np.zeros_like(g.density)
+    K.tv_grad(g.links, g.density, ids, 0.5, grad_d)  # 1-D values work too
+    assert np.abs(grad_d).sum() > 0
+
+
+def test_sparsity_gradient():
+    density = np.array([0.0, 1.0, -2.0, 3.0], np.float32)
+    grad = np.zeros_like(density)
+    loss = K.sparsity_grad(density, np.array([1, 2, 3]), 0.3, grad)
+    expect = 0.3 * np.mean(np.log(1 + 2 * np.array([1.0, 0.0, 9.0])))
+    assert loss == pytest.approx(expect, rel=1e-5)
+    np.testing.assert_allclose(grad, 0.1 * np.array([0, 4 / 3, 0, 12 / 19]), rtol=1e-5)
+
+
+def test_rmsprop_matches_numpy_and_skips_untouched_rows():
+    rng = np.random.default_rng(0)
+    p = rng.normal(size=(50, 4)).astype(np.float32)
+    g = rng.normal(size=(50, 4)).astype(np.float32)
+    g[10:20] = 0.0
+    s = rng.random((50, 4)).astype(np.float32)
+    p0, g0, s0 = p.copy(), g.copy(), s.copy()
+    K.rmsprop_step(p, g, s, lr=0.1, beta=0.9, eps=1e-8)
+    s_ref = 0.9 * s0 + 0.1 * g0 ** 2
+    p_ref = p0 - 0.1 * g0 / (np.sqrt(s_ref) + 1e-8)
+    rows = np.r_[0:10, 20:50]
+    np.testing.assert_allclose(p[rows], p_ref[rows], rtol=1e-5)
+    np.testing.assert_allclose(s[rows], s_ref[rows], rtol=1e-5)
+    np.testing.assert_array_equal(p[10:20], p0[10:20])
+    np.testing.assert_array_equal(s[10:20], s0[10:20])
+    assert not g.any()

@@ -1,0 +1,76 @@
+"""NeRF-synthetic (Blender) captures: transforms_{train,val,test}.json + RGBA PNGs.
+
+Cameras are Blender/OpenGL (x right, y up, z back) and are flipped to OpenCV. The alpha channel becomes
+the foreground mask and the colour is composited on ``background`` (default white, as the NeRF papers).
+Train = transforms_train.json; test = transforms_test.json (transforms_val.json is ignored unless
+``use_val=True``, which appends it to the test split).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from plenopack.errors import PlenopackError
+from plenopack.scene.base import Scene
+from plenopack.scene.common import check_poses, finish_object_scene
+from plenopack.scene.io import fitted_size, image_size, read_image, scale_intrinsics
+
+OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+def _read_split(root: Path, split: str):
+    path = root / f"transforms_{split}.json"
+    try:
+        meta = json.loads(path.read_text())
+        angle = float(meta["camera_angle_x"])
+        frames = meta["frames"]
+        poses = [np.asarray(f["transform_matrix"], dtype=np.float64) for f in frames]
+        files = [f["file_path"] for f in frames]
+    except FileNotFoundError:
+        raise PlenopackError("file is missing", path) from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise PlenopackError(f"malformed transforms file ({exc.__class__.__name__}: {exc})", path) from None
+    for p in poses:
+        if p.shape != (4, 4):
+            raise PlenopackError(f"transform_matrix must be 4x4, got {p.shape}", path)
+    return angle, files, poses
+
+
+def _image_path(root: Path, file_path: str) -> Path:
+    p = (root / file_path).resolve()
+    return p if p.suffix else p.with_suffix(".png")
+
+
+def load(root: Path, max_side: int = 800, background=(1.0, 1.0, 1.0), use_val: bool = False,
+         cam_scale_factor: float = 1.5, visual_hull: bool = True) -> Scene:
+    splits = ["train", "test"] + (["val"] if use_val else [])
+    images, masks, poses, intr, paths, split_of = [], [], [], [], [], []
+    bg = np.asarray(background, dtype=np.float32)
+    for split in splits:
+        angle, files, split_poses = _read_split(root, split)
+        for file_path, pose in zip(files, split_poses):
+            path = _image_path(root, file_path)
+            h, w = image_size(path)
+            nh, nw = fitted_size(h, w, max_side)
+            rgba = read_image(path, (nh, nw), mode="RGBA")
+            alpha = rgba[..., 3]
+            images.append(np.ascontiguousarray(rgba[..., :3] * alpha[..., None] + bg * (1.0 - alpha[..., None])))
+            masks.append(np.ascontiguousarray(alpha))
+            focal = 0.5 * w / np.tan(0.5 * angle)
+            intr.append(scale_intrinsics(np.array([focal, focal, 0.5 * w, 0.5 * h]), (h, w), (nh, nw)))
+            poses.append(pose @ OPENGL_TO_OPENCV)
+            paths.append(path)
+            split_of.append(split)
+    if not images:
+        raise PlenopackError("no frames in the transforms files", root)
+    c2w = np.stack(poses)
+    check_poses(c2w, [p.name for p in paths], root)
+    split_of = np.array(split_of)
+    return finish_object_scene(
+        name=root.name, root=root, fmt="blender", images=images, masks=masks, intrinsics=np.stack(intr),
+        c2w_world=c2w, train_ids=np.flatnonzero(split_of == "train"), test_ids=np.flatnonzero(split_of != "train"),
+        cam_scale_factor=cam_scale_factor, visual_hull=visual_hull, image_paths=paths,
+    )

@@ -1,0 +1,146 @@
+"""Similarity transforms that put a capture into the unit cube [-1, 1]^3.
+
+Which is used when (the loaders call these):
+- Object captures (cameras around an object: blender, llff turntables, co3d, colmap by default) use
+  `object_centric`, PeRFception's CO3D recipe: rotate the mean camera "up" (the mean of the cameras' -y
+  axes, OpenCV) onto +z; translate by minus the median, over cameras, of the point of each optical axis
+  closest to the axes' common focus (least-squares point nearest all axes); scale so the median camera
+  distance becomes ``cam_scale_factor`` (1.5).
+- When foreground masks exist, `tighten_with_visual_hull` then carves the masks' visual hull and recentres
+  and rescales so the hull's bounding box fills the cube up to a margin: voxels of the grid are spent on the
+  object instead of empty space. Loaders do this by default where masks exist (``visual_hull=True``).
+- Scene captures (ScanNet rooms, forward-facing LLFF) use `scene_centric` on the camera centres plus any
+  known scene points (depth back-projections, sparse points, near/far frusta) so that all of them fit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from plenopack.cameras import project
+from plenopack.errors import PlenopackError
+
+
+def similarity(scale: float, rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
+    """4x4 matrix of x -> scale * rotation @ x + translation."""
+    m = np.eye(4)
+    m[:3, :3] = scale * rotation
+    m[:3, 3] = translation
+    return m
+
+
+def apply_to_poses(world_to_unit: np.ndarray, c2w: np.ndarray) -> np.ndarray:
+    """Camera-to-world poses (N, 4, 4) re-expressed in the unit frame; rotations stay orthonormal."""
+    scale = np.cbrt(np.linalg.det(world_to_unit[:3, :3]))
+    rot = world_to_unit[:3, :3] / scale
+    out = np.array(c2w, dtype=np.float64, copy=True)
+    out[:, :3, :3] = rot @ c2w[:, :3, :3]
+    out[:, :3, 3] = c2w[:, :3, 3] @ world_to_unit[:3, :3].T + world_to_unit[:3, 3]
+    return out
+
+
+def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rotation matrix taking unit vector a onto unit vector b (Rodrigues)."""
+    a = a / np.linalg.norm(a)
+    b = b / np.linalg.norm(b)
+    v = np.cross(a, b)
+    c = float(np.dot(a, b))
+    if np.linalg.norm(v) < 1e-12:
+        if c > 0:
+            return np.eye(3)
+        axis = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
+        axis /= np.linalg.norm(axis)
+        return 2.0 * np.outer(axis, axis) - np.eye(3)
+    vx = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+    return np.eye(3) + vx + vx @ vx * (1.0 / (1.0 + c))
+
+
+def focus_point(centres: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """Least-squares point nearest to all lines centre_i + t axis_i."""
+    a = np.zeros((3, 3))
+    b = np.zeros(3)
+    for o, d in zip(centres, axes):
+        p = np.eye(3) - np.outer(d, d)
+        a += p
+        b += p @ o
+    return np.linalg.lstsq(a, b, rcond=None)[0]
+
+
+def object_centric(c2w: np.ndarray, cam_scale_factor: float = 1.5) -> np.ndarray:
+    """World-to-unit similarity for an object capture (see the module docstring)."""
+    centres = c2w[:, :3, 3]
+    axes = c2w[:, :3, 2] / np.linalg.norm(c2w[:, :3, 2], axis=1, keepdims=True)
+    up = -c2w[:, :3, 1].mean(axis=0)
+    if np.linalg.norm(up) < 1e-6:
+        up = np.array([0.0, 0.0, 1.0])
+    rot = rotation_between(up, np.array([0.0, 0.0, 1.0]))
+    focus = focus_point(centres, axes)
+    closest = centres + np.sum((focus - centres) * axes, axis=1, keepdims=True) * axes
+    centre = np.median(closest, axis=0)
+    dist = np.median(np.linalg.norm(centres - centre, axis=1))
+    if not np.isfinite(dist) or dist <= 0:
+        raise PlenopackError("cameras coincide: cannot normalise the scene")
+    scale = cam_scale_factor / dist
+    return similarity(scale, rot, -scale * rot @ centre)
+
+
+def scene_centric(points: np.ndarray, margin: float = 0.95, up: np.ndarray | None = None) -> np.ndarray:
+    """World-to-unit similarity fitting the given points (cameras and scene points, (M, 3)) into the cube.
+
+    Uses the 1st-99th percentile box of the points to ignore outliers; ``up`` (world) is turned onto +z.
+    """
+    rot = np.eye(3) if up is None else rotation_between(np.asarray(up, float), np.array([0.0, 0.0, 1.0]))
+    p = np.asarray(points, dtype=np.float64) @ rot.T
+    lo = np.percentile(p, 1, axis=0)
+    hi = np.percentile(p, 99, axis=0)
+    centre = 0.5 * (lo + hi)
+    half = 0.5 * float(np.max(hi - lo))
+    if half <= 0:
+        raise PlenopackError("scene points coincide: cannot normalise the scene")
+    scale = margin / half
+    return similarity(scale, rot, -scale * centre)
+
+
+def visual_hull_box(masks, intrinsics, c2w, extent: float = 1.6, reso: int = 64,
+                    agree: float = 0.9) -> tuple[np.ndarray, np.ndarray] | None:
+    """Bounding box (lo, hi) of the masks' visual hull, carved on a reso^3 lattice over [-extent, extent]^3.
+
+    A lattice point is kept when, among the views that see it, at least ``agree`` of them see it inside
+    the mask (mask > 0.5). Returns None when nothing survives (masks inconsistent with the poses).
+    """
+    lin = (np.arange(reso) + 0.5) / reso * 2 * extent - extent
+    pts = np.stack(np.meshgrid(lin, lin, lin, indexing="ij"), axis=-1).reshape(-1, 3)
+    inside = np.zeros(len(pts), dtype=np.int32)
+    seen = np.zeros(len(pts), dtype=np.int32)
+    for mask, k, pose in zip(masks, intrinsics, c2w):
+        h, w = mask.shape
+        uv, z = project(pts, pose, k)
+        u = np.floor(uv[:, 0]).astype(np.int64)
+        v = np.floor(uv[:, 1]).astype(np.int64)
+        vis = (z > 1e-6) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        seen += vis
+        inside[vis] += mask[v[vis], u[vis]] > 0.5
+    keep = (seen > 0) & (inside >= agree * seen) & (seen >= max(1, 0.5 * len(masks)))
+    if keep.sum() < 8:
+        return None
+    step = 2 * extent / reso
+    kept = pts[keep]
+    return kept.min(axis=0) - step, kept.max(axis=0) + step
+
+
+def tighten_with_visual_hull(world_to_unit: np.ndarray, masks, intrinsics, c2w_unit: np.ndarray,
+                             margin: float = 0.9) -> np.ndarray:
+    """Refine an object-centric transform so the masks' visual hull fills the cube up to ``margin``.
+
+    c2w_unit: poses already in the frame of ``world_to_unit``. Returns the refined world-to-unit transform
+    (unchanged when the hull cannot be carved).
+    """
+    box = visual_hull_box(masks, intrinsics, c2w_unit)
+    if box is None:
+        return world_to_unit
+    lo, hi = box
+    centre = 0.5 * (lo + hi)
+    half = 0.5 * float(np.max(hi - lo))
+    scale = margin / half
+    refine = similarity(scale, np.eye(3), -scale * centre)
+    return refine @ world_to_unit

@@ -41,6 +41,7 @@ class Scene:
     depths: list[np.ndarray] | None = None  # metric depth maps in unit-cube units (ScanNet)
     normalisation: str = ""  # how world_to_unit was chosen, for the record
     is_object_centric: bool = True  # object capture (cameras around it) vs. scene capture
+    composited_on: tuple[float, float, float] | None = None  # RGBA captures: colour the images were composited on
 
     def __post_init__(self) -> None:
         self.validate()

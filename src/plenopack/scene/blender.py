@@ -72,5 +72,5 @@ def load(root: Path, max_side: int = 800, background=(1.0, 1.0, 1.0), use_val: b
     return finish_object_scene(
         name=root.name, root=root, fmt="blender", images=images, masks=masks, intrinsics=np.stack(intr),
         c2w_world=c2w, train_ids=np.flatnonzero(split_of == "train"), test_ids=np.flatnonzero(split_of != "train"),
-        cam_scale_factor=cam_scale_factor, visual_hull=visual_hull, image_paths=paths,
+        cam_scale_factor=cam_scale_factor, visual_hull=visual_hull, image_paths=paths, composited_on=bg,
     )

@@ -32,7 +32,8 @@ def every_nth_split(n: int, every: int) -> tuple[np.ndarray, np.ndarray]:
 def finish_object_scene(*, name: str, root: Path, fmt: str, images, masks, intrinsics, c2w_world,
                         train_ids, test_ids, cam_scale_factor: float = 1.5, visual_hull: bool = True,
                         near_far_world: np.ndarray | None = None, category: str | None = None,
-                        image_paths=(), world_to_unit: np.ndarray | None = None) -> Scene:
+                        image_paths=(), world_to_unit: np.ndarray | None = None,
+                        composited_on=None) -> Scene:
     """Normalise an object capture (object_centric, then the masks' visual hull) and build the Scene."""
     if world_to_unit is None:
         world_to_unit = object_centric(c2w_world, cam_scale_factor)
@@ -53,4 +54,5 @@ def finish_object_scene(*, name: str, root: Path, fmt: str, images, masks, intri
         source_path=str(root), masks=masks, image_paths=[str(p) for p in image_paths], category=category,
         near_far=None if near_far_world is None else np.asarray(near_far_world, np.float64) * scale,
         normalisation=how, is_object_centric=True,
+        composited_on=None if composited_on is None else tuple(float(c) for c in composited_on),
     )

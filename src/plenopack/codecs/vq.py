@@ -1,0 +1,88 @@
+"""Vector quantisation of whole SH vectors with an importance-weighted k-means codebook (as VQRF).
+
+The ``keep_exact`` fraction of most important rows is stored exactly (float16) and the rest as indices into
+a K-entry codebook (float16), packed with ceil(log2 K) bits. The codebook is trained on an importance-
+weighted sample of rows (k-means++-style seeding by importance, Lloyd iterations with BLAS distances).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from plenopack.codecs import bitpack
+
+TRAIN_SAMPLE = 65536
+
+
+def _nearest(x: np.ndarray, codebook: np.ndarray, chunk: int = 32768) -> np.ndarray:
+    cn = (codebook.astype(np.float32) ** 2).sum(1)
+    out = np.empty(len(x), np.int64)
+    for s in range(0, len(x), chunk):
+        xb = x[s:s + chunk].astype(np.float32)
+        d = cn[None, :] - 2.0 * xb @ codebook.T.astype(np.float32)
+        out[s:s + chunk] = d.argmin(1)
+    return out
+
+
+def train_codebook(x: np.ndarray, weights: np.ndarray, k: int, iterations: int = 10, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    p = weights / weights.sum()
+    sample_idx = rng.choice(len(x), size=min(TRAIN_SAMPLE, len(x)), replace=len(x) < TRAIN_SAMPLE, p=p)
+    xs = x[sample_idx].astype(np.float32)
+    k = min(k, len(np.unique(xs, axis=0)))
+    codebook = xs[rng.choice(len(xs), size=k, replace=False)].copy()
+    for _ in range(iterations):
+        idx = _nearest(xs, codebook)
+        counts = np.bincount(idx, minlength=k)
+        sums = np.zeros_like(codebook, dtype=np.float64)
+        np.add.at(sums, idx, xs)
+        live = counts > 0
+        codebook[live] = (sums[live] / counts[live, None]).astype(np.float32)
+        if (~live).any():  # re-seed dead entries at the worst-represented samples
+            err = ((xs - codebook[idx]) ** 2).sum(1)
+            codebook[~live] = xs[np.argsort(-err)[: int((~live).sum())]]
+    return codebook
+
+
+def encode(values: np.ndarray, codebook_size: int, weights: np.ndarray | None = None, keep_exact: float = 0.0,
+           seed: int = 0) -> tuple[bytes, dict]:
+    x = np.asarray(values, dtype=np.float32)
+    n, c = x.shape
+    w = np.ones(n) if weights is None else np.maximum(np.asarray(weights, np.float64), 1e-12)
+    n_exact = int(round(keep_exact * n))
+    exact_rows = np.sort(np.argsort(-w, kind="stable")[:n_exact]).astype(np.int64)
+    rest = np.ones(n, bool)
+    rest[exact_rows] = False
+    codebook = train_codebook(x[rest], w[rest], codebook_size, seed=seed) if rest.any() else np.zeros((1, c), np.float32)
+    codebook = codebook.astype(np.float16)
+    k = len(codebook)
+    bits = max(1, math.ceil(math.log2(k)))
+    idx = np.zeros(n, np.int64)
+    idx[rest] = _nearest(x[rest], codebook.astype(np.float32))
+    payload = b"".join([
+        codebook.tobytes(),
+        bitpack.pack(idx, bits),
+        exact_rows.astype("<u4").tobytes(),
+        x[exact_rows].astype("<f2").tobytes(),
+    ])
+    return payload, {"codebook_size": k, "index_bits": bits, "exact_rows": n_exact}
+
+
+def decode(payload: bytes, params: dict, rows: int, cols: int) -> np.ndarray:
+    k, bits, n_exact = params["codebook_size"], params["index_bits"], params["exact_rows"]
+    sizes = [k * cols * 2, bitpack.packed_size(rows, bits), n_exact * 4, n_exact * cols * 2]
+    if sum(sizes) != len(payload) or n_exact > rows or k < 1:
+        raise ValueError("vq payload size does not match its parameters")
+    o = np.cumsum([0] + sizes)
+    codebook = np.frombuffer(payload[o[0]:o[1]], "<f2").reshape(k, cols).astype(np.float32)
+    idx = bitpack.unpack(payload[o[1]:o[2]], rows, bits).astype(np.int64)
+    if idx.size and idx.max() >= k:
+        raise ValueError("vq index outside the codebook")
+    out = codebook[idx]
+    exact_rows = np.frombuffer(payload[o[2]:o[3]], "<u4").astype(np.int64)
+    if exact_rows.size and exact_rows.max() >= rows:
+        raise ValueError("vq exact row outside the array")
+    out[exact_rows] = np.frombuffer(payload[o[3]:o[4]], "<f2").reshape(n_exact, cols)
+    return out

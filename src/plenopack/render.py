@@ -1,0 +1,96 @@
+"""Rendering whole views and orbits of a grid (chunked over rays so memory stays bounded)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from plenopack.cameras import orbit_poses, pixel_rays
+from plenopack.errors import PlenopackError
+from plenopack.grid import Grid
+from plenopack.kernels import Occupancy, build_occupancy, render_rays
+
+CHUNK_RAYS = 1 << 16
+
+
+def occupancy_for(grid: Grid) -> Occupancy:
+    """The occupancy field renders of this grid skip empty space with."""
+    return build_occupancy(grid.links, grid.density, block=8 if grid.resolution >= 64 else 4)
+
+
+def render_view(grid: Grid, c2w: np.ndarray, intrinsics, height: int, width: int, background=(1.0, 1.0, 1.0),
+                step_size: float = 0.5, stop_thresh: float = 1e-4, occupancy: Occupancy | None = None,
+                near: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render one pinhole view (OpenCV c2w in the unit-cube frame; intrinsics fx, fy, cx, cy in pixels).
+
+    Returns rgb (H, W, 3) float32 in [0, 1] composited on ``background``, depth (H, W) (opacity-weighted
+    distance along the ray, unit-cube units) and acc (H, W) accumulated opacity.
+    """
+    if occupancy is None:
+        occupancy = occupancy_for(grid)
+    origins, dirs = pixel_rays(c2w, intrinsics, height, width)
+    bg = np.asarray(background, dtype=np.float32)
+    n = origins.shape[0]
+    rgb = np.empty((n, 3), np.float32)
+    depth = np.empty(n, np.float32)
+    acc = np.empty(n, np.float32)
+    for s in range(0, n, CHUNK_RAYS):
+        e = min(s + CHUNK_RAYS, n)
+        rgb[s:e], depth[s:e], acc[s:e] = render_rays(grid.links, grid.density, grid.sh, grid.sh_degree,
+                                                     origins[s:e], dirs[s:e], bg, step_size, stop_thresh,
+                                                     occupancy, near)
+    return (np.clip(rgb, 0.0, 1.0).reshape(height, width, 3), depth.reshape(height, width),
+            acc.reshape(height, width))
+
+
+def orbit_intrinsics(size: int, fov_deg: float = 40.0) -> np.ndarray:
+    """Square pinhole intrinsics with the given horizontal field of view."""
+    f = 0.5 * size / np.tan(np.deg2rad(fov_deg) / 2)
+    return np.array([f, f, size / 2, size / 2])
+
+
+def render_orbit(grid: Grid, n: int, radius: float = 3.0, elevation: float = 25.0, size: int = 256,
+                 fov_deg: float = 40.0, background=(1.0, 1.0, 1.0)) -> list[np.ndarray]:
+    """Frames (uint8 H x W x 3) of a turntable around the unit cube's z axis (the scene's up)."""
+    occ = occupancy_for(grid)
+    k = orbit_intrinsics(size, fov_deg)
+    frames = []
+    for pose in orbit_poses(n, radius, elevation):
+        rgb, _, _ = render_view(grid, pose, k, size, size, background, occupancy=occ)
+        frames.append((rgb * 255 + 0.5).astype(np.uint8))
+    return frames
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Call write(tmp_path), then move the finished file into place (never a half-written output)."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_animation(frames: list[np.ndarray], path: str | Path, fps: int = 20) -> None:
+    """Write frames as a looping GIF, or an MP4 when the suffix is .mp4 (needs imageio-ffmpeg)."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    if not frames:
+        raise PlenopackError("no frames to write", path)
+    if path.suffix.lower() == ".mp4":
+        try:
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError:
+            raise PlenopackError("writing .mp4 needs the imageio-ffmpeg package (pip install imageio-ffmpeg)", path) from None
+        atomic_write_bytes(path, lambda tmp: iio.imwrite(tmp, np.stack(frames), fps=fps, codec="libx264",
+                                                         extension=".mp4"))
+        return
+    atomic_write_bytes(path, lambda tmp: iio.imwrite(tmp, np.stack(frames), duration=1000 / fps, loop=0,
+                                                     extension=".gif"))

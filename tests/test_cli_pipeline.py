@@ -1,0 +1,66 @@
+"""The verbs end to end on a real (downscaled) scene: fit -> eval -> compress -> info -> render."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args):
+    r = subprocess.run([sys.executable, "-m", "plenopack", *map(str, args)], capture_output=True, text=True)
+    return r
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("cli") / "lego.plen"
+    r = run("fit", data_dir / "scenes" / "lego", "-o", out, "--preset", "tiny", "--max-side", 40, "--json")
+    assert r.returncode == 0, r.stderr
+    return out, json.loads(r.stdout)
+
+
+def test_fit_json(fitted):
+    out, summary = fitted
+    assert out.exists() and summary["bytes"] == out.stat().st_size
+    assert summary["resolution"] == 32 and summary["voxels"] > 0
+
+
+def test_eval_json_has_required_keys(fitted, data_dir):
+    out, _ = fitted
+    r = run("eval", out, data_dir / "scenes" / "lego", "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    for key in ("psnr", "ssim", "lpips", "memory_mb", "views", "psnr_masked"):
+        assert key in res
+    assert res["views"] == 13 and res["psnr"] > 15 and 0 < res["ssim"] <= 1
+    assert res["lpips"] is not None and res["lpips_net"] in ("vgg", "squeeze")
+    assert res["memory_mb"] == pytest.approx(out.stat().st_size / 2 ** 20)
+
+
+def test_compress_info_and_render(fitted, tmp_path, data_dir):
+    out, _ = fitted
+    small = tmp_path / "q.plen"
+    r = run("compress", out, "-o", small, "--method", "sh", "--bits", "4", "--entropy", "zstd", "--json")
+    assert r.returncode == 0, r.stderr
+    c = json.loads(r.stdout)
+    assert c["bytes"] == small.stat().st_size and c["ratio"] > 3
+    info = json.loads(run("info", small, "--json").stdout)
+    assert info["arrays"]["sh"]["codec"] == "uniform" and info["arrays"]["sh"]["bits"] == 4
+    r = run("render", small, "--orbit", 4, "-o", tmp_path / "t.gif", "--size", 32)
+    assert r.returncode == 0, r.stderr
+    from PIL import Image
+
+    with Image.open(tmp_path / "t.gif") as im:
+        assert im.n_frames == 4 and im.size == (32, 32)
+
+
+def test_bad_options_fail_cleanly(fitted, tmp_path, data_dir):
+    out, _ = fitted
+    for args, expect in [(("compress", out, "-o", tmp_path / "x", "--method", "zip"), "unknown codec method"),
+                         (("fit", data_dir / "scenes" / "lego", "-o", tmp_path / "y", "--preset", "nope"), "unknown preset"),
+                         (("fit", data_dir / "scenes" / "lego", "-o", tmp_path / "y", "--reso", "a,b"), "--reso"),
+                         (("eval", tmp_path / "none.plen", data_dir / "scenes" / "lego"), "no such scene file")]:
+        r = run(*args)
+        assert r.returncode == 2 and expect in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -1,0 +1,93 @@
+"""Training: it learns, it is deterministic, upsampling and pruning do what they claim."""
+
+import numpy as np
+import pytest
+
+from plenopack.errors import PlenopackError
+from plenopack.evaluate import evaluate
+from plenopack.fit import FitConfig, TrainingRays, fit, load_preset, preset_names, prune_mask, resample
+from plenopack.grid import Grid
+
+
+def test_presets_load_and_override():
+    assert {"fast", "blender", "llff", "co3d", "tiny"} <= set(preset_names())
+    co3d = load_preset("co3d")
+    assert co3d.reso == [128, 256] and co3d.steps == [25600, 51200]
+    assert (co3d.lambda_tv, co3d.lambda_tv_sh, co3d.prune_threshold) == (5e-5, 5e-3, 20.0)
+    c = load_preset("fast", reso=[32, 64], steps=[1, 2], seed=3)
+    assert c.reso == [32, 64] and c.seed == 3
+    assert c.config_hash() != load_preset("fast").config_hash()
+    with pytest.raises(PlenopackError, match="unknown preset"):
+        load_preset("nope")
+    with pytest.raises(PlenopackError, match="unknown fit option"):
+        load_preset("fast", not_a_field=1)
+    with pytest.raises(PlenopackError, match="equal length"):
+        FitConfig(reso=[16, 32], steps=[5])
+
+
+def test_fit_learns_the_scene(lego_small, tiny_fit):
+    initial = evaluate(Grid.dense(16, 1, density=0.1), lego_small)["psnr"]
+    final = evaluate(tiny_fit.grid, lego_small)["psnr"]
+    assert final > initial + 8.0
+    assert final > 18.0
+    assert tiny_fit.grid.resolution == 32
+    assert tiny_fit.log[-1]["step"] == 120
+
+
+def test_same_seed_same_grid(lego_small, tiny_fit):
+    again = fit(lego_small, load_preset("tiny"), progress=False)
+    assert np.array_equal(again.grid.links, tiny_fit.grid.links)
+    assert np.array_equal(again.grid.density, tiny_fit.grid.density)
+    assert np.array_equal(again.grid.sh, tiny_fit.grid.sh)
+    other = fit(lego_small, load_preset("tiny", seed=1), progress=False)
+    assert not np.array_equal(other.grid.density, tiny_fit.grid.density)
+
+
+def test_sigma_pruning_keeps_exactly_voxels_above_threshold():
+    rng = np.random.default_rng(0)
+    g = Grid.dense(8, 0)
+    g.density[:] = rng.random(g.num_voxels).astype(np.float32) * 40
+    cfg = load_preset("tiny", prune="sigma", prune_threshold=20.0, dilate=0)
+    mask = prune_mask(g, 8, cfg, None)  # same resolution: resampling is the identity
+    expect = (g.density > 20.0).reshape(8, 8, 8)
+    assert np.array_equal(mask, expect)
+    dilated = prune_mask(g, 8, load_preset("tiny", prune_threshold=20.0, dilate=1), None)
+    from scipy import ndimage
+    assert np.array_equal(dilated, ndimage.binary_dilation(expect, np.ones((3, 3, 3), bool)))
+
+
+def test_upsampling_preserves_the_render(lego_small, tiny_fit):
+    coarse = tiny_fit.grid
+    fine = resample(coarse, 2 * coarse.resolution, load_preset("tiny", prune="none"))
+    assert fine.resolution == 2 * coarse.resolution
+    a = evaluate(coarse, lego_small)["psnr"]
+    b = evaluate(fine, lego_small)["psnr"]
+    assert abs(a - b) < 1.5
+
+
+def test_weight_pruning_keeps_what_matters(lego_small, tiny_fit):
+    rays = TrainingRays(lego_small)
+    loose = resample(tiny_fit.grid, 32, load_preset("tiny", prune="weight", prune_threshold=0.32, dilate=0), rays)
+    pruned = resample(tiny_fit.grid, 32, load_preset("tiny", prune="weight", prune_threshold=3.2, dilate=0), rays)
+    assert 0 < pruned.num_voxels < loose.num_voxels
+    before = evaluate(tiny_fit.grid, lego_small)["psnr"]
+    after = evaluate(pruned, lego_small)["psnr"]
+    assert after > before - 1.0
+
+
+def test_divergence_is_reported(lego_small):
+    with pytest.raises(PlenopackError, match="diverged"):
+        fit(lego_small, load_preset("tiny", lr_sh=1e38, lr_sh_final=1e38, lr_sigma=1e38, lr_sigma_final=1e38,
+                                    lr_sigma_delay_steps=0, log_every=1), progress=False)
+
+
+def test_random_background_targets(lego_small):
+    rays = TrainingRays(lego_small)
+    assert rays.premultiplied
+    flat = np.arange(rays.count)
+    t_white = rays.targets(flat, np.ones(3, np.float32))
+    expect = np.concatenate([lego_small.images[i].reshape(-1, 3) for i in lego_small.train_ids])
+    np.testing.assert_allclose(t_white, expect, atol=1e-6)
+    t_black = rays.targets(flat, np.zeros(3, np.float32))
+    bg_pixels = rays.mask < 1e-3
+    assert np.all(t_black[bg_pixels] < 1e-5)

@@ -1,4 +1,4 @@
-"""Scene ingestion commands: `info-scene` and the README's `demo`."""
+"""Scene ingestion command: `info-scene`."""
 
 from __future__ import annotations
 
@@ -32,21 +32,3 @@ def info_scene(
     for key, value in summary.items():
         table.add_row(key, str(value))
     Console().print(table)
-
-
-@app.command("demo")
-def demo(
-    data: Path = typer.Option(Path("data/scenes"), "--data", help="Folder holding the bundled scenes."),
-) -> None:
-    """The main job on the bundled real scenes (grows with the pipeline)."""
-    from rich.console import Console
-
-    from plenopack.scene import load_scene
-
-    console = Console()
-    for name in ("lego", "ethiopianHead"):
-        scene = load_scene(data / name)
-        s = scene.summary()
-        console.print(f"[bold]{name}[/]: {s['format']}, {s['views']} views "
-                      f"({s['train_views']} train / {s['test_views']} test), sizes {s['image_sizes_hw']}, "
-                      f"masks={s['masks']}, cameras at distance {s['camera_distance_median']:.2f}")

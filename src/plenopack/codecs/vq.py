@@ -29,7 +29,7 @@ def _nearest(x: np.ndarray, codebook: np.ndarray, chunk: int = 32768) -> np.ndar
 def train_codebook(x: np.ndarray, weights: np.ndarray, k: int, iterations: int = 10, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     p = weights / weights.sum()
-    sample_idx = rng.choice(len(x), size=min(TRAIN_SAMPLE, len(x)), replace=len(x) < TRAIN_SAMPLE, p=p)
+    sample_idx = rng.choice(len(x), size=min(TRAIN_SAMPLE, len(x)), replace=True, p=p)
     xs = x[sample_idx].astype(np.float32)
     k = min(k, len(np.unique(xs, axis=0)))
     codebook = xs[rng.choice(len(xs), size=k, replace=False)].copy()

@@ -1,0 +1,300 @@
+"""PeRFception's memory-quality trade-off study, on any set of scenes.
+
+Experiments (rows; every row is evaluated on each scene's held-out views, then averaged over scenes):
+- ``resolution``: final grid 64, 128, 256, 384 (times ``scale``), each a fit with a two-stage schedule
+  (half resolution, then final), stored as PeRFception stores its chosen scenes (8-bit ``sh``).
+- ``quantization``: one fitted grid (the preset), stored as float32, then ``sh``, ``sh+d``, ``clip`` at 8/4/2
+  bits, plus our codecs at their best settings (k-means and VQ with zstd).
+- ``pruning``: progressive scaling ``sigma`` at 5/10/20/100, ``weight`` at 1.28/2.56, and none; stored as
+  8-bit ``sh``.
+Memory is the stored file's exact size (MB = bytes / 2^20). Fits are cached in ``OUT/cache`` keyed by scene and
+config hash, so rows that share a fit reuse it; every finished row is appended to ``results.json`` at once
+(atomically), so an interrupted sweep resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from plenopack.codecs import CodecConfig
+from plenopack.errors import PlenopackError
+
+EXPERIMENTS = ("resolution", "quantization", "pruning")
+PERFCEPTION_CODEC = CodecConfig("sh", 8)  # how PeRFception stores its chosen scenes
+
+
+@dataclass
+class RowSpec:
+    experiment: str
+    label: str
+    fit_overrides: dict = field(default_factory=dict)
+    codec: CodecConfig = field(default_factory=lambda: PERFCEPTION_CODEC)
+
+
+def our_codecs() -> list[tuple[str, CodecConfig]]:
+    """Our best settings (see docs: chosen on lego and ethiopianHead)."""
+    return [
+        ("ours: kmeans 4-bit + zstd", CodecConfig("kmeans", 4, "zstd", density="kmeans")),
+        ("ours: vq 4096 + zstd", CodecConfig("vq", 8, "zstd", density="kmeans", codebook=4096, keep_exact=0.01)),
+    ]
+
+
+def row_specs(experiment: str, base_reso: list[int], scale: float) -> list[RowSpec]:
+    if experiment == "resolution":
+        rows = []
+        for r in (64, 128, 256, 384):
+            final = max(8, int(round(r * scale / 8)) * 8)
+            coarse = max(8, final // 2)
+            rows.append(RowSpec("resolution", f"{r}" if scale == 1 else f"{r} (x{scale:g} = {final})",
+                                {"reso": [coarse, final]}))
+        return rows
+    if experiment == "quantization":
+        rows = [RowSpec("quantization", "float32", codec=CodecConfig())]
+        for method, name in (("sh", "ours(SH)"), ("sh+d", "ours(SH+D)"), ("clip", "clipping")):
+            rows += [RowSpec("quantization", f"{name} {b}-bit", codec=CodecConfig(method, b)) for b in (8, 4, 2)]
+        rows += [RowSpec("quantization", label, codec=codec) for label, codec in our_codecs()]
+        return rows
+    if experiment == "pruning":
+        rows = [RowSpec("pruning", f"sigma {t:g}", {"prune": "sigma", "prune_threshold": float(t)}) for t in (5, 10, 20, 100)]
+        rows += [RowSpec("pruning", f"weight {t:g}", {"prune": "weight", "prune_threshold": t}) for t in (1.28, 2.56)]
+        rows.append(RowSpec("pruning", "none", {"prune": "none"}))
+        return rows
+    raise PlenopackError(f"unknown experiment {experiment!r} (expected {', '.join(EXPERIMENTS)} or all)")
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats: lower memory (x) and higher quality (y); sorted by x."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -np.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class Sweep:
+    """Runs rows over scenes with a fit cache and a resumable results file."""
+
+    def __init__(self, scene_paths: list[Path], out_dir: Path, preset: str = "fast", scale: float = 1.0,
+                 lpips_net: str = "vgg", max_side: int = 800, fit_overrides: dict | None = None, progress: bool = True):
+        from plenopack.fit import load_preset
+        from plenopack.lpips import resolve_lpips
+
+        self.scene_paths = [Path(p) for p in scene_paths]
+        self.out = Path(out_dir)
+        self.cache = self.out / "cache"
+        self.cache.mkdir(parents=True, exist_ok=True)
+        self.preset, self.scale, self.max_side = preset, scale, max_side
+        self.fit_overrides = fit_overrides or {}
+        self.base = load_preset(preset, **self.fit_overrides)
+        self.progress = progress
+        self.lpips, self.lpips_net, self.lpips_note = resolve_lpips(lpips_net)
+        self.results_path = self.out / "results.json"
+        self.results: list[dict] = json.loads(self.results_path.read_text()) if self.results_path.exists() else []
+        self._scenes: dict[Path, object] = {}
+
+    def scene(self, path: Path):
+        from plenopack.scene import load_scene
+
+        if path not in self._scenes:
+            self._scenes[path] = load_scene(path, max_side=self.max_side)
+        return self._scenes[path]
+
+    def done(self, scene_name: str, spec: RowSpec) -> bool:
+        return any(r["scene"] == scene_name and r["experiment"] == spec.experiment and r["method"] == spec.label
+                   for r in self.results)
+
+    def fitted(self, scene, overrides: dict):
+        """(float32 scene file path, fit seconds, importance) from the cache, fitting when missing."""
+        from plenopack.fileformat import read_plen, write_plen
+        from plenopack.fit import TrainingRays, fit, load_preset, max_weights_over_rays
+
+        config = load_preset(self.preset, **{**self.fit_overrides, **overrides})
+        key = f"{scene.name}-{config.config_hash()}"
+        path = self.cache / f"{key}.plen"
+        if not path.exists():
+            result = fit(scene, config, progress=self.progress)
+            meta = {"scene": {"name": scene.name}, "fit": {"config": config.to_dict(), "config_hash": config.config_hash(),
+                                                          "seconds": round(result.seconds, 2)}}
+            write_plen(path, result.grid, meta)
+        f = read_plen(path)
+        imp_path = self.cache / f"{key}.importance.npy"
+        if not imp_path.exists():
+            imp = max_weights_over_rays(f.grid, TrainingRays(scene), config)
+            tmp = imp_path.with_name(f".{imp_path.name}.tmp-{os.getpid()}.npy")
+            np.save(tmp, imp)
+            os.replace(tmp, imp_path)
+        return path, f.metadata["fit"]["seconds"], np.load(imp_path)
+
+    def run_row(self, scene_path: Path, spec: RowSpec) -> dict:
+        from plenopack.evaluate import evaluate
+        from plenopack.fileformat import read_plen, write_plen
+
+        scene = self.scene(scene_path)
+        fit_path, fit_seconds, importance = self.fitted(scene, spec.fit_overrides)
+        grid = read_plen(fit_path).grid
+        stored = self.cache / f"{fit_path.stem}-{spec.codec.label().replace('/', '_')}.plen"
+        if not stored.exists():
+            write_plen(stored, grid, {"scene": {"name": scene.name}}, spec.codec, importance=importance)
+        f = read_plen(stored)
+        ev = evaluate(f.grid, scene, lpips=self.lpips)
+        return {"scene": scene.name, "experiment": spec.experiment, "method": spec.label, "codec": spec.codec.label(),
+                "memory_mb": f.nbytes / 2 ** 20, "bytes": f.nbytes, "psnr": ev["psnr"], "ssim": ev["ssim"],
+                "lpips": ev["lpips"], "psnr_masked": ev.get("psnr_masked"), "fit_seconds": fit_seconds,
+                "resolution": f.grid.resolution, "voxels": f.grid.num_voxels, "lpips_net": self.lpips_net}
+
+    def run(self, experiments: list[str]) -> list[dict]:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        specs = [s for e in experiments for s in row_specs(e, self.base.reso, self.scale)]
+        todo = [(p, s) for s in specs for p in self.scene_paths]
+        for n, (path, spec) in enumerate(todo, 1):
+            name = self.scene(path).name
+            if self.done(name, spec):
+                continue
+            t = time.perf_counter()
+            try:
+                row = self.run_row(path, spec)
+            except PlenopackError as exc:  # e.g. a pruning threshold that removes every voxel: report it, go on
+                row = {"scene": name, "experiment": spec.experiment, "method": spec.label, "codec": spec.codec.label(),
+                       "error": str(exc)}
+            self.results.append(row)
+            _atomic_write_text(self.results_path, json.dumps(self.results, indent=1))
+            if self.progress:
+                what = (f"failed: {row['error']}" if "error" in row else
+                        f"{row['memory_mb']:.3f} MB, PSNR {row['psnr']:.2f}")
+                console.print(f"[{n}/{len(todo)}] {spec.experiment}: {spec.label} on {name}: {what} "
+                              f"({time.perf_counter() - t:.0f} s)")
+        return self.results
+
+
+def summarise(results: list[dict], experiment: str) -> list[dict]:
+    """Mean over scenes of each method's row, in first-seen order."""
+    out: dict[str, list[dict]] = {}
+    for r in results:
+        if r["experiment"] == experiment:
+            out.setdefault(r["method"], []).append(r)
+    table = []
+    for method, all_rows in out.items():
+        rows = [r for r in all_rows if "error" not in r]
+        if not rows:
+            table.append({"method": method, "memory_mb": None, "psnr": None, "ssim": None, "lpips": None,
+                          "fit_seconds": None, "scenes": 0, "error": all_rows[0]["error"]})
+            continue
+
+        def mean(k):
+            vals = [r[k] for r in rows if r.get(k) is not None]
+            return float(np.mean(vals)) if vals else None
+        table.append({"method": method, "memory_mb": mean("memory_mb"), "psnr": mean("psnr"), "ssim": mean("ssim"),
+                      "lpips": mean("lpips"), "fit_seconds": mean("fit_seconds"), "scenes": len(rows)})
+    return table
+
+
+def markdown_table(rows: list[dict], lpips_net: str | None) -> str:
+    lp = f"LPIPS ({lpips_net})" if lpips_net else "LPIPS"
+    lines = [f"| Method | Memory (MB/scene) | PSNR | SSIM | {lp} | fit (s) |", "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r.get("error"):
+            lines.append(f"| {r['method']} | failed: {r['error']} | | | | |")
+            continue
+        lpips = "n/a" if r["lpips"] is None else f"{r['lpips']:.4f}"
+        lines.append(f"| {r['method']} | {r['memory_mb']:.3f} | {r['psnr']:.2f} | {r['ssim']:.4f} | {lpips} | "
+                     f"{r['fit_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def write_report(results: list[dict], out_dir: Path, title: str = "Memory-quality trade-off") -> dict[str, Path]:
+    """report.md, results.parquet and tradeoff.png from result rows. Returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out_dir = Path(out_dir)
+    nets = sorted({r["lpips_net"] for r in results if r.get("lpips_net")})
+    net = nets[0] if len(nets) == 1 else None
+    scenes = sorted({r["scene"] for r in results})
+    parts = [f"# {title}", "", f"Scenes: {', '.join(scenes)}. Means over scenes of per-view means on held-out views; "
+             f"memory = stored file size / 2^20. LPIPS backbone: {net or 'n/a'}.", ""]
+    summaries = {}
+    for exp in EXPERIMENTS:
+        rows = summarise(results, exp)
+        if rows:
+            summaries[exp] = rows
+            parts += [f"## {exp.capitalize()}", "", markdown_table(rows, net), ""]
+    report = out_dir / "report.md"
+    _atomic_write_text(report, "\n".join(parts))
+    table = pa.Table.from_pylist([{k: r.get(k) for k in ("scene", "experiment", "method", "codec", "memory_mb", "bytes",
+                                                         "psnr", "ssim", "lpips", "psnr_masked", "fit_seconds",
+                                                         "resolution", "voxels", "lpips_net", "error")} for r in results],
+                                 schema=pa.schema([("scene", pa.string()), ("experiment", pa.string()),
+                                                   ("method", pa.string()), ("codec", pa.string()),
+                                                   ("memory_mb", pa.float64()), ("bytes", pa.int64()),
+                                                   ("psnr", pa.float64()), ("ssim", pa.float64()),
+                                                   ("lpips", pa.float64()), ("psnr_masked", pa.float64()),
+                                                   ("fit_seconds", pa.float64()), ("resolution", pa.int64()),
+                                                   ("voxels", pa.int64()), ("lpips_net", pa.string()),
+                                                   ("error", pa.string())]))
+    parquet = out_dir / "results.parquet"
+    tmp = out_dir / f".results.parquet.tmp-{os.getpid()}"
+    pq.write_table(table, tmp)
+    os.replace(tmp, parquet)
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    points, labels = [], []
+    markers = {"resolution": "s", "quantization": "o", "pruning": "^"}
+    for exp, all_rows in summaries.items():
+        rows = [r for r in all_rows if not r.get("error")]
+        for r in rows:
+            points.append((r["memory_mb"], r["psnr"]))
+            labels.append(r["method"])
+            ax.scatter(r["memory_mb"], r["psnr"], marker=markers[exp], s=40,
+                       label=exp if r is rows[0] else None, alpha=0.85)
+            ax.annotate(r["method"], (r["memory_mb"], r["psnr"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    if points:
+        front = pareto_front(points)
+        ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "k--", lw=1, label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("memory (MB per scene, log scale)")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(f"{title}: {', '.join(scenes)}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    png = out_dir / "tradeoff.png"
+    tmp_png = out_dir / f".tradeoff.tmp-{os.getpid()}.png"
+    fig.savefig(tmp_png, dpi=130)
+    plt.close(fig)
+    os.replace(tmp_png, png)
+    return {"report": report, "parquet": parquet, "plot": png, "json": out_dir / "results.json"}
+
+
+def run_sweep(scene_paths: list[Path], out_dir: Path, experiments: list[str], preset: str = "fast", scale: float = 1.0,
+              lpips_net: str = "vgg", max_side: int = 800, fit_overrides: dict | None = None,
+              progress: bool = True) -> tuple[list[dict], dict[str, Path], str]:
+    """Run (or resume) a sweep and write its report. Returns (rows, output paths, LPIPS note)."""
+    if "all" in experiments:
+        experiments = list(EXPERIMENTS)
+    for e in experiments:
+        if e not in EXPERIMENTS:
+            raise PlenopackError(f"unknown experiment {e!r} (expected {', '.join(EXPERIMENTS)} or all)")
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    sweep = Sweep(scene_paths, out_dir, preset, scale, lpips_net, max_side, fit_overrides, progress)
+    rows = sweep.run(experiments)
+    return rows, write_report(rows, out_dir), sweep.lpips_note

@@ -1,0 +1,66 @@
+"""Sweeps: end to end on a tiny real scene, table layout, Pareto front, resume."""
+
+import json
+
+import pytest
+
+from plenopack.sweep import pareto_front, row_specs, run_sweep, summarise
+
+
+def test_pareto_front_on_hand_made_points():
+    pts = [(10.0, 30.0), (5.0, 29.0), (20.0, 30.5), (6.0, 25.0), (1.0, 15.0), (5.0, 28.0), (50.0, 30.5)]
+    assert pareto_front(pts) == [4, 1, 0, 2]
+
+
+def test_row_specs_match_the_seed_study():
+    q = [r.label for r in row_specs("quantization", [64, 128], 1.0)]
+    assert q[:4] == ["float32", "ours(SH) 8-bit", "ours(SH) 4-bit", "ours(SH) 2-bit"]
+    assert "clipping 2-bit" in q and any(label.startswith("ours: vq") for label in q)
+    p = [r.label for r in row_specs("pruning", [64, 128], 1.0)]
+    assert p == ["sigma 5", "sigma 10", "sigma 20", "sigma 100", "weight 1.28", "weight 2.56", "none"]
+    res = row_specs("resolution", [64, 128], 0.25)
+    assert [r.fit_overrides["reso"][-1] for r in res] == [16, 32, 64, 96]
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("sweep")
+    rows, paths, _ = run_sweep([data_dir / "scenes" / "lego"], out, ["quantization", "pruning"], preset="tiny",
+                               lpips_net="squeeze", max_side=40, progress=False)
+    return out, rows, paths
+
+
+def test_sweep_writes_tables_plot_and_rows(tiny_sweep):
+    out, rows, paths = tiny_sweep
+    assert len(rows) == len(row_specs("quantization", [], 1)) + len(row_specs("pruning", [], 1))
+    failed = [r for r in rows if "error" in r]  # sigma 100 prunes everything after a 60-step tiny fit
+    assert [r["method"] for r in failed] == ["sigma 100"] and "removed every voxel" in failed[0]["error"]
+    assert "| sigma 100 | failed: " in paths["report"].read_text()
+    report = paths["report"].read_text()
+    assert "| Method | Memory (MB/scene) | PSNR | SSIM | LPIPS (squeeze) | fit (s) |" in report
+    assert "## Quantization" in report and "## Pruning" in report
+    assert paths["plot"].stat().st_size > 10_000
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(paths["parquet"]).num_rows == len(rows)
+    q = {r["method"]: r for r in summarise(rows, "quantization")}
+    assert q["ours(SH) 8-bit"]["memory_mb"] < q["float32"]["memory_mb"]
+    assert abs(q["ours(SH) 8-bit"]["psnr"] - q["float32"]["psnr"]) < 0.1
+    assert q["ours(SH) 2-bit"]["psnr"] < q["ours(SH) 8-bit"]["psnr"]
+    assert q["clipping 8-bit"]["psnr"] < q["ours(SH) 8-bit"]["psnr"] - 1.0
+    # the quantization rows share one fit; the pruning rows each have their own
+    assert len({r["fit_seconds"] for r in rows if r["experiment"] == "quantization"}) == 1
+
+
+def test_resume_skips_finished_rows(tiny_sweep, data_dir):
+    out, rows, _ = tiny_sweep
+    before = json.loads((out / "results.json").read_text())
+    partial = before[:-3]
+    (out / "results.json").write_text(json.dumps(partial))
+    cache_files = {p.name: p.stat().st_mtime for p in (out / "cache").iterdir()}
+    rows2, _, _ = run_sweep([data_dir / "scenes" / "lego"], out, ["quantization", "pruning"], preset="tiny",
+                            lpips_net="squeeze", max_side=40, progress=False)
+    assert [r["method"] for r in rows2] == [r["method"] for r in before]
+    assert rows2[:len(partial)] == partial
+    for name, mtime in cache_files.items():  # nothing refitted or re-encoded
+        assert (out / "cache" / name).stat().st_mtime == mtime

@@ -2,8 +2,9 @@
 
 Renders are composited on the scene's evaluation background: the colour RGBA captures were composited on
 (white for NeRF-synthetic), else ``background`` (white by default). Full-frame metrics compare against the
-images as stored; for scenes with masks, ``psnr_masked`` compares object pixels only (mask > 0.5), which is
-what an object-only grid (no background model) can be judged on.
+images as stored. For scenes with masks, ``psnr_masked`` judges the object alone, as an object-only grid
+(no background model) should be judged: the render's foreground is composited over the photo itself,
+fg + (1 - acc) * image, and only object pixels (mask > 0.5) are compared.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def evaluate(grid: Grid, scene: Scene, split: str = "test", background=None, lpi
         if lpips is not None:
             row["lpips"] = float(lpips(rgb, target))
         if scene.masks is not None:
-            row["psnr_masked"] = psnr(rgb, target, scene.masks[i])
+            foreground = rgb - (1.0 - acc)[..., None] * np.asarray(background, np.float32)
+            row["psnr_masked"] = psnr(foreground + (1.0 - acc)[..., None] * target, target, scene.masks[i])
         per_view.append(row)
 
     def mean(key):

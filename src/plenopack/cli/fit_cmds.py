@@ -116,7 +116,7 @@ def eval_cmd(
 
     f = read_plen(plen)
     scene = load_scene_for(f.metadata, scene_path, format, max_side)
-    model, backbone, note = (None, None, "skipped") if no_lpips else resolve_lpips(lpips_net)
+    model, backbone, note = (None, None, "") if no_lpips else resolve_lpips(lpips_net)
     if note and not as_json:
         typer.echo(note, err=True)
     bg = f.metadata.get("eval_background")

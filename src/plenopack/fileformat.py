@@ -104,6 +104,9 @@ def encode_grid(grid: Grid, metadata: dict, codec: CodecConfig | None = None,
                 importance: np.ndarray | None = None) -> bytes:
     """The bytes of a .plen file (deterministic for the same input)."""
     codec = codec or CodecConfig()
+    if codec.prune_below > 0 and importance is not None:
+        grid, importance = grid.subset(np.flatnonzero(np.asarray(importance) >= codec.prune_below)), \
+            np.asarray(importance)[np.asarray(importance) >= codec.prune_below]
     order, flat = sorted_rows(grid)
     reso = grid.resolution
     weights = None if importance is None else np.asarray(importance, np.float64)[order]

@@ -93,6 +93,12 @@ class Grid:
         if self.sh.shape != (n, c) or self.sh.dtype != np.float32:
             raise PlenopackError(f"sh must be float32 ({n}, {c}), got {self.sh.dtype} {self.sh.shape}")
 
+    def subset(self, rows: np.ndarray) -> "Grid":
+        """A grid holding only the given rows (voxels), in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return Grid.from_coords(self.resolution, self.occupied_coords()[rows], self.density[rows], self.sh[rows],
+                                self.sh_degree, self.background)
+
     def occupied_coords(self) -> np.ndarray:
         """(N, 3) int32 voxel coordinates (i, j, k) ordered by their row in the compact arrays."""
         idx = np.flatnonzero(self.links.reshape(-1) >= 0)
@@ -120,7 +126,7 @@ class Grid:
 
     @classmethod
     def from_coords(cls, resolution: int, coords: np.ndarray, density: np.ndarray, sh: np.ndarray,
-                    sh_degree: int) -> "Grid":
+                    sh_degree: int, background: SphereBackground | None = None) -> "Grid":
         """Build a grid from occupied voxel coordinates (N, 3) and their values (rows in that order)."""
         links = np.full((resolution,) * 3, -1, dtype=np.int32)
         c = np.asarray(coords, dtype=np.int64)
@@ -128,4 +134,4 @@ class Grid:
             raise PlenopackError("voxel coordinate outside the grid")
         links[c[:, 0], c[:, 1], c[:, 2]] = np.arange(c.shape[0], dtype=np.int32)
         return cls(links=links, density=np.ascontiguousarray(density, dtype=np.float32),
-                   sh=np.ascontiguousarray(sh, dtype=np.float32), sh_degree=sh_degree)
+                   sh=np.ascontiguousarray(sh, dtype=np.float32), sh_degree=sh_degree, background=background)

@@ -11,6 +11,8 @@ Methods (``--method``):
 - ``vq``: vector quantisation of SH vectors (codebook of ``codebook`` entries, ``keep_exact`` fraction exact).
 ``bits`` 16 means float16 for the quantised arrays. ``entropy="zstd"`` compresses every stored stream.
 ``density`` ("float32", "float16", "uniform", "kmeans") overrides how density is stored.
+``prune_below`` drops voxels whose importance (their maximum ray weight over the training views) is below
+the threshold before encoding, as VQRF does; it needs that importance and is ignored without it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class CodecConfig:
     clip_background: tuple[float, float] = (-4.0, 4.0)
     codebook: int = 4096
     keep_exact: float = 0.0
+    prune_below: float = 0.0  # drop voxels whose importance (max ray weight) is below this (VQRF's pruning)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -53,6 +56,8 @@ class CodecConfig:
             raise PlenopackError(f"unknown density codec {self.density!r}")
         if not 0.0 <= self.keep_exact <= 1.0:
             raise PlenopackError("keep_exact must be a fraction in [0, 1]")
+        if not 0.0 <= self.prune_below < 1.0:
+            raise PlenopackError("prune_below must be in [0, 1)")
         if not 2 <= self.codebook <= 65536:
             raise PlenopackError("codebook size must be 2..65536")
         self.clip_sh = tuple(self.clip_sh)
@@ -66,7 +71,7 @@ class CodecConfig:
         """Short human name, e.g. ``sh/8``, ``vq/4096+zstd``."""
         core = f"{self.method}/{self.codebook}" if self.method == "vq" else (
             self.method if self.method == "float32" else f"{self.method}/{self.bits}")
-        return core + ("+zstd" if self.entropy else "")
+        return core + ("+zstd" if self.entropy else "") + (f"+prune{self.prune_below:g}" if self.prune_below else "")
 
     def plan(self, array: str) -> dict:
         """The array codec and its parameters for ``array`` in ("density", "sh", "background")."""

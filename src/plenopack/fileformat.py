@@ -101,18 +101,23 @@ def _background_rows(bg: SphereBackground) -> np.ndarray:
 
 
 def encode_grid(grid: Grid, metadata: dict, codec: CodecConfig | None = None,
-                importance: np.ndarray | None = None) -> bytes:
-    """The bytes of a .plen file (deterministic for the same input)."""
+                importance: np.ndarray | None = None, vq_state: tuple | None = None) -> bytes:
+    """The bytes of a .plen file (deterministic for the same input).
+
+    ``vq_state``: (codebook, index per row, exact rows) in the grid's row order, stored as is (see compress.py).
+    """
     codec = codec or CodecConfig()
-    if codec.prune_below > 0 and importance is not None:
-        grid, importance = grid.subset(np.flatnonzero(np.asarray(importance) >= codec.prune_below)), \
-            np.asarray(importance)[np.asarray(importance) >= codec.prune_below]
     order, flat = sorted_rows(grid)
     reso = grid.resolution
     weights = None if importance is None else np.asarray(importance, np.float64)[order]
+    if vq_state is not None:
+        codebook, idx, exact = vq_state
+        position = np.empty_like(order)
+        position[order] = np.arange(len(order))
+        vq_state = (codebook, np.asarray(idx)[order], np.sort(position[np.asarray(exact, np.int64)]))
     streams: list[tuple[str, bytes, dict]] = [("positions", _encode_positions(flat, reso), {"codec": "bitfield+zstd"})]
     streams.append(("density", *encode_array(grid.density[order, None], codec.plan("density"), weights)))
-    streams.append(("sh", *encode_array(grid.sh[order], codec.plan("sh"), weights)))
+    streams.append(("sh", *encode_array(grid.sh[order], codec.plan("sh"), weights, vq_state)))
     header: dict[str, Any] = {
         "format": "plenopack-grid", "resolution": reso, "sh_degree": grid.sh_degree, "num_voxels": grid.num_voxels,
         "codec": codec.to_dict(), "metadata": _jsonable(metadata),
@@ -133,13 +138,13 @@ def encode_grid(grid: Grid, metadata: dict, codec: CodecConfig | None = None,
 
 
 def write_plen(path: str | Path, grid: Grid, metadata: dict, codec: CodecConfig | None = None,
-               importance: np.ndarray | None = None) -> int:
+               importance: np.ndarray | None = None, vq_state: tuple | None = None) -> int:
     """Write a scene file atomically (temporary name, fsync, rename). Returns its size in bytes.
 
     ``importance``: optional per-voxel weights (rows of ``grid``) that k-means and VQ codecs honour.
     """
     path = Path(path)
-    data = encode_grid(grid, metadata, codec, importance)
+    data = encode_grid(grid, metadata, codec, importance, vq_state)
     if path.parent and not path.parent.exists():
         raise PlenopackError("output folder does not exist", path.parent)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

@@ -37,15 +37,17 @@ class RowSpec:
     codec: CodecConfig = field(default_factory=lambda: PERFCEPTION_CODEC)
 
 
-def our_codecs() -> list[tuple[str, CodecConfig]]:
-    """Our best settings (see docs: chosen on lego and ethiopianHead)."""
+def our_codecs(finetune: int = 300) -> list[tuple[str, CodecConfig]]:
+    """Our best settings (chosen on lego): importance pruning at max ray weight 0.01, zstd, and
+    quantisation-aware fine-tuning."""
     return [
-        ("ours: kmeans 4-bit + zstd", CodecConfig("kmeans", 4, "zstd", density="kmeans")),
-        ("ours: vq 4096 + zstd", CodecConfig("vq", 8, "zstd", density="kmeans", codebook=4096, keep_exact=0.01)),
+        ("ours: kmeans 4-bit", CodecConfig("kmeans", 4, "zstd", density="kmeans", prune_below=0.01, finetune=finetune)),
+        ("ours: vq 4096", CodecConfig("vq", 8, "zstd", density="kmeans", codebook=4096, keep_exact=0.01,
+                                      prune_below=0.01, finetune=finetune)),
     ]
 
 
-def row_specs(experiment: str, base_reso: list[int], scale: float) -> list[RowSpec]:
+def row_specs(experiment: str, base_reso: list[int], scale: float, finetune: int = 300) -> list[RowSpec]:
     if experiment == "resolution":
         rows = []
         for r in (64, 128, 256, 384):
@@ -58,7 +60,7 @@ def row_specs(experiment: str, base_reso: list[int], scale: float) -> list[RowSp
         rows = [RowSpec("quantization", "float32", codec=CodecConfig())]
         for method, name in (("sh", "ours(SH)"), ("sh+d", "ours(SH+D)"), ("clip", "clipping")):
             rows += [RowSpec("quantization", f"{name} {b}-bit", codec=CodecConfig(method, b)) for b in (8, 4, 2)]
-        rows += [RowSpec("quantization", label, codec=codec) for label, codec in our_codecs()]
+        rows += [RowSpec("quantization", label, codec=codec) for label, codec in our_codecs(finetune)]
         return rows
     if experiment == "pruning":
         rows = [RowSpec("pruning", f"sigma {t:g}", {"prune": "sigma", "prune_threshold": float(t)}) for t in (5, 10, 20, 100)]
@@ -119,8 +121,9 @@ class Sweep:
 
     def fitted(self, scene, overrides: dict):
         """(float32 scene file path, fit seconds, importance) from the cache, fitting when missing."""
+        from plenopack.compress import ray_importance
         from plenopack.fileformat import read_plen, write_plen
-        from plenopack.fit import TrainingRays, fit, load_preset, max_weights_over_rays
+        from plenopack.fit import fit, load_preset
 
         config = load_preset(self.preset, **{**self.fit_overrides, **overrides})
         key = f"{scene.name}-{config.config_hash()}"
@@ -133,13 +136,14 @@ class Sweep:
         f = read_plen(path)
         imp_path = self.cache / f"{key}.importance.npy"
         if not imp_path.exists():
-            imp = max_weights_over_rays(f.grid, TrainingRays(scene), config)
+            imp = ray_importance(f.grid, scene)
             tmp = imp_path.with_name(f".{imp_path.name}.tmp-{os.getpid()}.npy")
             np.save(tmp, imp)
             os.replace(tmp, imp_path)
         return path, f.metadata["fit"]["seconds"], np.load(imp_path)
 
     def run_row(self, scene_path: Path, spec: RowSpec) -> dict:
+        from plenopack.compress import prepare
         from plenopack.evaluate import evaluate
         from plenopack.fileformat import read_plen, write_plen
 
@@ -148,7 +152,9 @@ class Sweep:
         grid = read_plen(fit_path).grid
         stored = self.cache / f"{fit_path.stem}-{spec.codec.label().replace('/', '_')}.plen"
         if not stored.exists():
-            write_plen(stored, grid, {"scene": {"name": scene.name}}, spec.codec, importance=importance)
+            grid, importance, vq_state = prepare(grid, spec.codec, scene, importance, progress=self.progress)
+            write_plen(stored, grid, {"scene": {"name": scene.name}}, spec.codec, importance=importance,
+                       vq_state=vq_state)
         f = read_plen(stored)
         ev = evaluate(f.grid, scene, lpips=self.lpips)
         return {"scene": scene.name, "experiment": spec.experiment, "method": spec.label, "codec": spec.codec.label(),

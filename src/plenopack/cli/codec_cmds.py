@@ -36,6 +36,9 @@ def compress_cmd(
     keep_exact: float = typer.Option(0.0, "--keep-exact", help="vq: fraction of most important voxels kept exact."),
     clip_sh: str = typer.Option(None, "--clip-sh", help="clip: SH interval LO,HI (default -0.1,0.1)."),
     clip_density: str = typer.Option(None, "--clip-density", help="clip: density interval LO,HI (default 0,100)."),
+    prune_below: float = typer.Option(0.0, "--prune-below", help="Drop voxels whose max ray weight is below this (needs --scene)."),
+    finetune: int = typer.Option(0, "--finetune", help="Steps of quantisation-aware fine-tuning (needs --scene)."),
+    scene_path: Path = typer.Option(None, "--scene", help="The capture: importance from its rays, and fine-tuning."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Re-encode a scene file with a codec (PeRFception's quantizers or ours)."""
@@ -43,12 +46,19 @@ def compress_cmd(
     from plenopack.compress import compress_file
 
     options = {"method": method, "bits": bits, "entropy": entropy, "zstd_level": zstd_level, "density": density,
-               "codebook": codebook, "keep_exact": keep_exact}
+               "codebook": codebook, "keep_exact": keep_exact, "prune_below": prune_below, "finetune": finetune}
     for key, text, name in (("clip_sh", clip_sh, "--clip-sh"), ("clip_density", clip_density, "--clip-density")):
         pair = parse_pair(text, name)
         if pair is not None:
             options[key] = pair
-    summary = compress_file(src, output, CodecConfig(**options))
+    codec = CodecConfig(**options)
+    scene = None
+    if scene_path is not None:
+        from plenopack.cli.fit_cmds import load_scene_for
+        from plenopack.fileformat import read_plen_header
+
+        scene = load_scene_for(read_plen_header(src).get("metadata", {}), scene_path, None, None)
+    summary = compress_file(src, output, codec, scene, progress=not as_json)
     if as_json:
         typer.echo(json.dumps(summary))
     else:

@@ -41,6 +41,7 @@ class CodecConfig:
     clip_background: tuple[float, float] = (-4.0, 4.0)
     codebook: int = 4096
     keep_exact: float = 0.0
+    finetune: int = 0  # steps of quantisation-aware fine-tuning (needs the training views)
     prune_below: float = 0.0  # drop voxels whose importance (max ray weight) is below this (VQRF's pruning)
 
     def __post_init__(self) -> None:
@@ -71,7 +72,8 @@ class CodecConfig:
         """Short human name, e.g. ``sh/8``, ``vq/4096+zstd``."""
         core = f"{self.method}/{self.codebook}" if self.method == "vq" else (
             self.method if self.method == "float32" else f"{self.method}/{self.bits}")
-        return core + ("+zstd" if self.entropy else "") + (f"+prune{self.prune_below:g}" if self.prune_below else "")
+        return (core + ("+zstd" if self.entropy else "") + (f"+prune{self.prune_below:g}" if self.prune_below else "")
+                + (f"+ft{self.finetune}" if self.finetune else ""))
 
     def plan(self, array: str) -> dict:
         """The array codec and its parameters for ``array`` in ("density", "sh", "background")."""
@@ -105,8 +107,12 @@ class CodecConfig:
         return spec
 
 
-def encode_array(values: np.ndarray, spec: dict, weights: np.ndarray | None = None) -> tuple[bytes, dict]:
-    """Encode a 2-D float32 array (rows, channels) by ``spec``; returns payload and its descriptor."""
+def encode_array(values: np.ndarray, spec: dict, weights: np.ndarray | None = None,
+                 vq_state: tuple | None = None) -> tuple[bytes, dict]:
+    """Encode a 2-D float32 array (rows, channels) by ``spec``; returns payload and its descriptor.
+
+    ``vq_state``: for the vq codec, a ready (codebook, indices, exact rows), e.g. after fine-tuning.
+    """
     x = np.ascontiguousarray(values, dtype=np.float32)
     codec = spec["codec"]
     params: dict = {}
@@ -121,7 +127,7 @@ def encode_array(values: np.ndarray, spec: dict, weights: np.ndarray | None = No
     elif codec == "kmeans":
         payload, params = kmeans.encode(x, spec["bits"], weights)
     elif codec == "vq":
-        payload, params = vq.encode(x, spec["codebook"], weights, spec.get("keep_exact", 0.0))
+        payload, params = vq.encode(x, spec["codebook"], weights, spec.get("keep_exact", 0.0), state=vq_state)
     else:
         raise PlenopackError(f"unknown array codec {codec!r}")
     desc = {"codec": codec, "params": params, "raw_length": len(payload)}

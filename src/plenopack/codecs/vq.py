@@ -46,8 +46,9 @@ def train_codebook(x: np.ndarray, weights: np.ndarray, k: int, iterations: int =
     return codebook
 
 
-def encode(values: np.ndarray, codebook_size: int, weights: np.ndarray | None = None, keep_exact: float = 0.0,
-           seed: int = 0) -> tuple[bytes, dict]:
+def quantize(values: np.ndarray, codebook_size: int, weights: np.ndarray | None = None, keep_exact: float = 0.0,
+             seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(codebook (K, C) float16, index per row (N,), exact row numbers (sorted)) for these values."""
     x = np.asarray(values, dtype=np.float32)
     n, c = x.shape
     w = np.ones(n) if weights is None else np.maximum(np.asarray(weights, np.float64), 1e-12)
@@ -57,10 +58,20 @@ def encode(values: np.ndarray, codebook_size: int, weights: np.ndarray | None = 
     rest[exact_rows] = False
     codebook = train_codebook(x[rest], w[rest], codebook_size, seed=seed) if rest.any() else np.zeros((1, c), np.float32)
     codebook = codebook.astype(np.float16)
-    k = len(codebook)
-    bits = max(1, math.ceil(math.log2(k)))
     idx = np.zeros(n, np.int64)
     idx[rest] = _nearest(x[rest], codebook.astype(np.float32))
+    return codebook, idx, exact_rows
+
+
+def encode(values: np.ndarray, codebook_size: int, weights: np.ndarray | None = None, keep_exact: float = 0.0,
+           seed: int = 0, state: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[bytes, dict]:
+    """Encode rows; ``state`` = a (codebook, indices, exact rows) from `quantize` (e.g. fine-tuned) to store as is."""
+    x = np.asarray(values, dtype=np.float32)
+    codebook, idx, exact_rows = state if state is not None else quantize(x, codebook_size, weights, keep_exact, seed)
+    codebook = np.asarray(codebook).astype(np.float16)
+    n_exact = len(exact_rows)
+    k = len(codebook)
+    bits = max(1, math.ceil(math.log2(k)))
     payload = b"".join([
         codebook.tobytes(),
         bitpack.pack(idx, bits),

@@ -19,6 +19,10 @@ from plenopack.scene.base import Scene
 LOADERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "blender": ("plenopack.scene.blender", ("transforms_train.json",)),
     "llff": ("plenopack.scene.llff", ("poses_bounds.npy",)),
+    "co3d": ("plenopack.scene.co3d", ("../frame_annotations.jgz",)),
+    "colmap": ("plenopack.scene.colmap", ("sparse/0/cameras.bin", "sparse/0/cameras.txt", "sparse/cameras.bin",
+                                          "sparse/cameras.txt")),
+    "scannet": ("plenopack.scene.scannet", ("intrinsic/intrinsic_color.txt",)),
 }
 FORMATS = tuple(LOADERS)
 

@@ -91,7 +91,7 @@ def load(root: Path, max_side: int = 800, factor: int | None = None, test_every:
         )
     centres = c2w[:, :3, 3]
     far_pts = centres + c2w[:, :3, 2] * near_far[:, 1:2]
-    w2u = scene_centric(np.concatenate([centres, far_pts]), up=-c2w[:, :3, 1].mean(0))
+    w2u = scene_centric(far_pts, up=-c2w[:, :3, 1].mean(0), cameras=centres)
     scene = finish_object_scene(
         name=root.name, root=root, fmt="llff", images=images, masks=masks, intrinsics=np.stack(intr),
         c2w_world=c2w, train_ids=train, test_ids=test, near_far_world=near_far, image_paths=files,

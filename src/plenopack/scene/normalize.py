@@ -84,15 +84,20 @@ def object_centric(c2w: np.ndarray, cam_scale_factor: float = 1.5) -> np.ndarray
     return similarity(scale, rot, -scale * rot @ centre)
 
 
-def scene_centric(points: np.ndarray, margin: float = 0.95, up: np.ndarray | None = None) -> np.ndarray:
-    """World-to-unit similarity fitting the given points (cameras and scene points, (M, 3)) into the cube.
+def scene_centric(points: np.ndarray, margin: float = 0.95, up: np.ndarray | None = None,
+                  cameras: np.ndarray | None = None) -> np.ndarray:
+    """World-to-unit similarity fitting scene points (M, 3) and camera centres into the cube.
 
-    Uses the 1st-99th percentile box of the points to ignore outliers; ``up`` (world) is turned onto +z.
+    Uses the 1st-99th percentile box of the points (to ignore outliers), grown to hold every camera centre;
+    ``up`` (world) is turned onto +z.
     """
     rot = np.eye(3) if up is None else rotation_between(np.asarray(up, float), np.array([0.0, 0.0, 1.0]))
     p = np.asarray(points, dtype=np.float64) @ rot.T
     lo = np.percentile(p, 1, axis=0)
     hi = np.percentile(p, 99, axis=0)
+    if cameras is not None and len(cameras):
+        c = np.asarray(cameras, dtype=np.float64) @ rot.T
+        lo, hi = np.minimum(lo, c.min(axis=0)), np.maximum(hi, c.max(axis=0))
     centre = 0.5 * (lo + hi)
     half = 0.5 * float(np.max(hi - lo))
     if half <= 0:

@@ -10,4 +10,12 @@ __version__ = "0.1.0"
 
 from plenopack.errors import PlenopackError
 
-__all__ = ["PlenopackError", "__version__"]
+
+def open(path):  # noqa: A001 - mirrors builtins.open for scene files, as the API promises
+    """Open a .plen scene file lazily: returns a `plenopack.packed.PackedScene`."""
+    from plenopack.packed import PackedScene
+
+    return PackedScene(path)
+
+
+__all__ = ["PlenopackError", "__version__", "open"]

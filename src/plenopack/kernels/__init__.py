@@ -6,12 +6,21 @@ Conventions are those of `plenopack.grid` (links, density, SH layout, colour and
 rays are in the unit-cube frame with unit directions.
 """
 
-from plenopack.kernels.device import sh_basis
-from plenopack.kernels.occupancy import Occupancy, build_occupancy
-from plenopack.kernels.optim import rmsprop_step
-from plenopack.kernels.regularizers import sparsity_grad, tv_grad
-from plenopack.kernels.render import GradWorkspace, render_rays, render_rays_grad
-from plenopack.kernels.sampling import max_ray_weights, trilinear_sample
+import os
+
+import numba
+
+# Fork safety: DataLoader workers and process pools fork, and GNU OpenMP aborts a forked child of a process that
+# used it. numba's own "workqueue" thread pool survives fork. NUMBA_THREADING_LAYER still wins when set.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+
+from plenopack.kernels.device import sh_basis  # noqa: E402
+from plenopack.kernels.occupancy import Occupancy, build_occupancy  # noqa: E402
+from plenopack.kernels.optim import rmsprop_step  # noqa: E402
+from plenopack.kernels.regularizers import sparsity_grad, tv_grad  # noqa: E402
+from plenopack.kernels.render import GradWorkspace, render_rays, render_rays_grad  # noqa: E402
+from plenopack.kernels.sampling import max_ray_weights, trilinear_sample  # noqa: E402
 
 __all__ = [
     "GradWorkspace", "Occupancy", "build_occupancy", "max_ray_weights", "render_rays", "render_rays_grad",

@@ -4,7 +4,8 @@ Renders are composited on the scene's evaluation background: the colour RGBA cap
 (white for NeRF-synthetic), else ``background`` (white by default). Full-frame metrics compare against the
 images as stored. For scenes with masks, ``psnr_masked`` judges the object alone, as an object-only grid
 (no background model) should be judged: the render's foreground is composited over the photo itself,
-fg + (1 - acc) * image, and only object pixels (mask > 0.5) are compared.
+fg + (1 - acc) * image, and only object pixels (mask > 0.5) are compared. A grid with a background model
+(MSI) is composited on it for the full-frame metrics.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from plenopack.grid import Grid
 from plenopack.metrics import psnr, ssim
-from plenopack.render import occupancy_for, render_view
+from plenopack.render import background_image, occupancy_for, render_view
 from plenopack.scene.base import Scene
 
 
@@ -37,14 +38,16 @@ def evaluate(grid: Grid, scene: Scene, split: str = "test", background=None, lpi
     for i in track(ids, description="evaluate", disable=not progress, transient=True,
                    console=Console(stderr=True)):
         h, w = scene.image_size(int(i))
-        rgb, _, acc = render_view(grid, scene.c2w[i], scene.intrinsics[i], h, w, background, step_size=step_size,
-                                  occupancy=occ)
+        foreground, _, acc = render_view(grid, scene.c2w[i], scene.intrinsics[i], h, w, (0.0, 0.0, 0.0),
+                                         step_size=step_size, occupancy=occ, use_background_model=False)
+        behind = (background_image(grid, scene.c2w[i], scene.intrinsics[i], h, w) if grid.background is not None
+                  else np.asarray(background, np.float32))
+        rgb = np.clip(foreground + (1.0 - acc)[..., None] * behind, 0.0, 1.0)
         target = scene.images[i]
         row = {"view": int(i), "psnr": psnr(rgb, target), "ssim": ssim(rgb, target)}
         if lpips is not None:
             row["lpips"] = float(lpips(rgb, target))
         if scene.masks is not None:
-            foreground = rgb - (1.0 - acc)[..., None] * np.asarray(background, np.float32)
             row["psnr_masked"] = psnr(foreground + (1.0 - acc)[..., None] * target, target, scene.masks[i])
         per_view.append(row)
 

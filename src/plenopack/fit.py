@@ -31,7 +31,7 @@ from scipy import ndimage
 
 from plenopack import kernels
 from plenopack.errors import PlenopackError
-from plenopack.grid import Grid, sh_basis_count
+from plenopack.grid import Grid, SphereBackground, sh_basis_count
 from plenopack.scene.base import Scene
 
 PRUNE_MODES = ("sigma", "weight", "none")
@@ -69,6 +69,13 @@ class FitConfig:
     prune_final: bool = False
     weight_prune_stride: int = 1  # render every n-th training pixel for weight pruning
     background: str = "auto"  # auto = random where masks exist, else white
+    background_model: str = "none"  # "msi": learn svox2's multi-sphere background (trains on the raw full frames)
+    msi_layers: int = 8
+    msi_height: int = 64  # equirectangular rows (polar angle); columns = 2 x rows
+    msi_far: float = 16.0  # radius of the outermost sphere, unit-cube units (spacing uniform in 1/r)
+    msi_brightness: float = 0.5
+    lr_background: float = 0.1
+    near_clip: float = 0.0  # rays start this far from the camera (unit-cube units)
     occupancy_every: int = 50  # steps between rebuilds of the empty-space field
     log_every: int = 50
     seed: int = 0
@@ -88,6 +95,8 @@ class FitConfig:
             raise PlenopackError(f"unknown prune mode {self.prune!r} (expected {', '.join(PRUNE_MODES)})")
         if self.background not in BACKGROUNDS:
             raise PlenopackError(f"unknown background {self.background!r} (expected {', '.join(BACKGROUNDS)})")
+        if self.background_model not in ("none", "msi"):
+            raise PlenopackError(f"unknown background model {self.background_model!r} (expected none or msi)")
         if self.batch_rays < 1:
             raise PlenopackError("batch_rays must be positive")
 
@@ -144,7 +153,7 @@ class TrainingRays:
     masks, not origins and directions.
     """
 
-    def __init__(self, scene: Scene, ids: np.ndarray | None = None):
+    def __init__(self, scene: Scene, ids: np.ndarray | None = None, use_masks: bool = True):
         ids = scene.train_ids if ids is None else ids
         self.c2w = scene.c2w[ids].astype(np.float64)
         self.intrinsics = scene.intrinsics[ids].astype(np.float64)
@@ -155,7 +164,7 @@ class TrainingRays:
         self.rgb = np.concatenate([scene.images[i].reshape(-1, 3) for i in ids]).astype(np.float32)
         self.mask = None
         self.premultiplied = False  # rgb already holds colour x mask (RGBA captures)
-        if scene.masks is not None:
+        if scene.masks is not None and use_masks:
             self.mask = np.concatenate([scene.masks[i].reshape(-1) for i in ids]).astype(np.float32)
             if scene.composited_on is not None:  # undo the loader's compositing: keep premultiplied colour
                 self.rgb -= (1.0 - self.mask)[:, None] * np.asarray(scene.composited_on, np.float32)
@@ -189,6 +198,16 @@ def _background_mode(config: FitConfig, scene: Scene) -> str:
     if config.background == "auto":
         return "random" if scene.masks is not None else "white"
     return config.background
+
+
+def init_background(config: FitConfig) -> SphereBackground:
+    """svox2-style MSI: ``msi_layers`` spheres from just outside the cube to ``msi_far``, uniform in 1/r;
+    grey colour (raw 0) and a little density so that gradients flow through ReLU."""
+    inner = 1.05 * math.sqrt(3.0)
+    radii = 1.0 / np.linspace(1.0 / inner, 1.0 / config.msi_far, config.msi_layers)
+    layers = np.zeros((config.msi_layers, config.msi_height, 2 * config.msi_height, 4), np.float32)
+    layers[..., 3] = 0.5
+    return SphereBackground(layers, radii.astype(np.float32), config.msi_brightness)
 
 
 def eval_background(config: FitConfig, scene: Scene) -> tuple[float, float, float]:
@@ -295,11 +314,19 @@ def fit(scene: Scene, config: FitConfig, progress: bool = True, grid: Grid | Non
 
     t_start = time.perf_counter()
     rng = np.random.default_rng(config.seed)
-    rays = TrainingRays(scene)
+    use_msi = config.background_model == "msi"
+    rays = TrainingRays(scene, use_masks=not use_msi)  # with a background model, fit the full frames
     bg_mode = _background_mode(config, scene)
     fixed_bg = np.array([0.0, 0.0, 0.0] if bg_mode == "black" else [1.0, 1.0, 1.0], np.float32)
     if grid is None:
         grid = _grid_from_mask(None, np.ones((config.reso[0],) * 3, bool), config.sh_degree, config.init_density)
+    if use_msi and grid.background is None:
+        grid.background = init_background(config)
+    msi = grid.background if use_msi else None
+    if msi is not None:
+        msi_flat = msi.layers.reshape(-1, 4)
+        msi_grad = np.zeros_like(msi_flat)
+        msi_avg = np.zeros_like(msi_flat)
     opt = _Optimiser(grid)
     occ = kernels.build_occupancy(grid.links, grid.density)
     horizon = config.lr_sh_decay_steps or config.total_steps
@@ -315,6 +342,7 @@ def fit(scene: Scene, config: FitConfig, progress: bool = True, grid: Grid | Non
         for stage, (reso, stage_steps) in enumerate(zip(config.reso, config.steps)):
             if stage > 0:
                 grid = resample(grid, reso, config, rays)
+                grid.background = msi
                 if grid.num_voxels == 0:
                     raise PlenopackError(f"pruning removed every voxel at resolution {reso} "
                                          f"(prune {config.prune}, threshold {config.prune_threshold})")
@@ -326,15 +354,22 @@ def fit(scene: Scene, config: FitConfig, progress: bool = True, grid: Grid | Non
             for _ in range(stage_steps):
                 flat = rng.integers(0, rays.count, size=config.batch_rays)
                 origins, dirs = rays.rays(flat)
-                if bg_mode == "random" and rays.mask is not None:
+                if msi is not None:
+                    bg = kernels.msi_colour(msi.layers, msi.radii, msi.brightness, origins, dirs)
+                elif bg_mode == "random" and rays.mask is not None:
                     bg = rng.random((config.batch_rays, 3), dtype=np.float32)
                 else:
                     bg = fixed_bg
                 target = rays.targets(flat, bg)
-                _, _, mse = kernels.render_rays_grad(
+                rgb, acc, mse = kernels.render_rays_grad(
                     grid.links, grid.density, grid.sh, grid.sh_degree, origins, dirs, target, bg,
                     opt.grad_density, opt.grad_sh, config.step_size, config.stop_thresh, occ,
-                    config.lambda_beta, workspace=opt.workspace)
+                    config.lambda_beta, near=config.near_clip, workspace=opt.workspace)
+                if msi is not None:  # d loss / d background = (1 - acc) d loss / d rgb
+                    grad_bg = (1.0 - acc)[:, None] * (2.0 / (3 * len(flat))) * (rgb - target)
+                    kernels.msi_grad(msi.layers, msi.radii, msi.brightness, origins, dirs, bg, grad_bg,
+                                     msi_grad.reshape(msi.layers.shape))
+                    kernels.rmsprop_step(msi_flat, msi_grad, msi_avg, config.lr_background, config.rmsprop_beta)
                 if not math.isfinite(mse):
                     raise PlenopackError(f"training diverged at step {step} (loss {mse}); lower the learning rates")
                 n_reg = max(1, int(config.tv_fraction * grid.num_voxels))
@@ -364,5 +399,6 @@ def fit(scene: Scene, config: FitConfig, progress: bool = True, grid: Grid | Non
                     bar.update(task, completed=step, psnr=psnr_avg, voxels=grid.num_voxels)
         if config.prune_final and config.prune != "none":
             grid = resample(grid, grid.resolution, config, rays)
+            grid.background = msi
         bar.update(task, completed=step, voxels=grid.num_voxels)
     return FitResult(grid=grid, log=log, seconds=time.perf_counter() - t_start, config=config)

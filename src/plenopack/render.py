@@ -10,7 +10,7 @@ import numpy as np
 from plenopack.cameras import orbit_poses, pixel_rays
 from plenopack.errors import PlenopackError
 from plenopack.grid import Grid
-from plenopack.kernels import Occupancy, build_occupancy, render_rays
+from plenopack.kernels import Occupancy, build_occupancy, msi_colour, render_rays
 
 CHUNK_RAYS = 1 << 16
 
@@ -20,27 +20,43 @@ def occupancy_for(grid: Grid) -> Occupancy:
     return build_occupancy(grid.links, grid.density, block=8 if grid.resolution >= 64 else 4)
 
 
+def background_image(grid: Grid, c2w: np.ndarray, intrinsics, height: int, width: int) -> np.ndarray:
+    """(H, W, 3) colour of the grid's background model (MSI) behind every pixel of a view."""
+    if grid.background is None:
+        raise PlenopackError("the grid has no background model")
+    origins, dirs = pixel_rays(c2w, intrinsics, height, width)
+    bg = grid.background
+    return msi_colour(bg.layers, bg.radii, bg.brightness, origins, dirs).reshape(height, width, 3)
+
+
 def render_view(grid: Grid, c2w: np.ndarray, intrinsics, height: int, width: int, background=(1.0, 1.0, 1.0),
                 step_size: float = 0.5, stop_thresh: float = 1e-4, occupancy: Occupancy | None = None,
-                near: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                near: float = 0.0, use_background_model: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render one pinhole view (OpenCV c2w in the unit-cube frame; intrinsics fx, fy, cx, cy in pixels).
 
-    Returns rgb (H, W, 3) float32 in [0, 1] composited on ``background``, depth (H, W) (opacity-weighted
-    distance along the ray, unit-cube units) and acc (H, W) accumulated opacity.
+    Returns rgb (H, W, 3) float32 in [0, 1], depth (H, W) (opacity-weighted distance along the ray, unit-cube
+    units) and acc (H, W) accumulated opacity of the foreground grid. The foreground is composited on the
+    grid's background model when it has one (and ``use_background_model``), else on the constant
+    ``background`` colour (or a per-pixel (H, W, 3) image).
     """
     if occupancy is None:
         occupancy = occupancy_for(grid)
     origins, dirs = pixel_rays(c2w, intrinsics, height, width)
-    bg = np.asarray(background, dtype=np.float32)
     n = origins.shape[0]
+    if grid.background is not None and use_background_model:
+        bg = grid.background
+        bg = msi_colour(bg.layers, bg.radii, bg.brightness, origins, dirs)
+    else:
+        bg = np.asarray(background, dtype=np.float32)
+        bg = bg.reshape(n, 3) if bg.size == 3 * n and bg.size != 3 else bg
     rgb = np.empty((n, 3), np.float32)
     depth = np.empty(n, np.float32)
     acc = np.empty(n, np.float32)
     for s in range(0, n, CHUNK_RAYS):
         e = min(s + CHUNK_RAYS, n)
         rgb[s:e], depth[s:e], acc[s:e] = render_rays(grid.links, grid.density, grid.sh, grid.sh_degree,
-                                                     origins[s:e], dirs[s:e], bg, step_size, stop_thresh,
-                                                     occupancy, near)
+                                                     origins[s:e], dirs[s:e], bg if bg.ndim == 1 else bg[s:e],
+                                                     step_size, stop_thresh, occupancy, near)
     return (np.clip(rgb, 0.0, 1.0).reshape(height, width, 3), depth.reshape(height, width),
             acc.reshape(height, width))
 

@@ -69,6 +69,7 @@ class FitConfig:
     prune_final: bool = False
     weight_prune_stride: int = 1  # render every n-th training pixel for weight pruning
     background: str = "auto"  # auto = random where masks exist, else white
+    use_masks: bool = True  # train on foreground masks (random background) where the scene has them
     background_model: str = "none"  # "msi": learn svox2's multi-sphere background (trains on the raw full frames)
     msi_layers: int = 8
     msi_height: int = 64  # equirectangular rows (polar angle); columns = 2 x rows
@@ -196,7 +197,7 @@ class TrainingRays:
 
 def _background_mode(config: FitConfig, scene: Scene) -> str:
     if config.background == "auto":
-        return "random" if scene.masks is not None else "white"
+        return "random" if scene.masks is not None and config.use_masks else "white"
     return config.background
 
 
@@ -315,7 +316,7 @@ def fit(scene: Scene, config: FitConfig, progress: bool = True, grid: Grid | Non
     t_start = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     use_msi = config.background_model == "msi"
-    rays = TrainingRays(scene, use_masks=not use_msi)  # with a background model, fit the full frames
+    rays = TrainingRays(scene, use_masks=config.use_masks and not use_msi)  # a background model fits full frames
     bg_mode = _background_mode(config, scene)
     fixed_bg = np.array([0.0, 0.0, 0.0] if bg_mode == "black" else [1.0, 1.0, 1.0], np.float32)
     if grid is None:

@@ -91,7 +91,8 @@ class Sweep:
     """Runs rows over scenes with a fit cache and a resumable results file."""
 
     def __init__(self, scene_paths: list[Path], out_dir: Path, preset: str = "fast", scale: float = 1.0,
-                 lpips_net: str = "vgg", max_side: int = 800, fit_overrides: dict | None = None, progress: bool = True):
+                 lpips_net: str = "vgg", max_side: int = 800, fit_overrides: dict | None = None, progress: bool = True,
+                 finetune: int = 300):
         from plenopack.fit import load_preset
         from plenopack.lpips import resolve_lpips
 
@@ -103,6 +104,7 @@ class Sweep:
         self.fit_overrides = fit_overrides or {}
         self.base = load_preset(preset, **self.fit_overrides)
         self.progress = progress
+        self.finetune = finetune
         self.lpips, self.lpips_net, self.lpips_note = resolve_lpips(lpips_net)
         self.results_path = self.out / "results.json"
         self.results: list[dict] = json.loads(self.results_path.read_text()) if self.results_path.exists() else []
@@ -166,7 +168,7 @@ class Sweep:
         from rich.console import Console
 
         console = Console(stderr=True)
-        specs = [s for e in experiments for s in row_specs(e, self.base.reso, self.scale)]
+        specs = [s for e in experiments for s in row_specs(e, self.base.reso, self.scale, self.finetune)]
         todo = [(p, s) for s in specs for p in self.scene_paths]
         for n, (path, spec) in enumerate(todo, 1):
             name = self.scene(path).name
@@ -293,7 +295,7 @@ def write_report(results: list[dict], out_dir: Path, title: str = "Memory-qualit
 
 def run_sweep(scene_paths: list[Path], out_dir: Path, experiments: list[str], preset: str = "fast", scale: float = 1.0,
               lpips_net: str = "vgg", max_side: int = 800, fit_overrides: dict | None = None,
-              progress: bool = True) -> tuple[list[dict], dict[str, Path], str]:
+              progress: bool = True, finetune: int = 300) -> tuple[list[dict], dict[str, Path], str]:
     """Run (or resume) a sweep and write its report. Returns (rows, output paths, LPIPS note)."""
     if "all" in experiments:
         experiments = list(EXPERIMENTS)
@@ -301,6 +303,6 @@ def run_sweep(scene_paths: list[Path], out_dir: Path, experiments: list[str], pr
         if e not in EXPERIMENTS:
             raise PlenopackError(f"unknown experiment {e!r} (expected {', '.join(EXPERIMENTS)} or all)")
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    sweep = Sweep(scene_paths, out_dir, preset, scale, lpips_net, max_side, fit_overrides, progress)
+    sweep = Sweep(scene_paths, out_dir, preset, scale, lpips_net, max_side, fit_overrides, progress, finetune)
     rows = sweep.run(experiments)
     return rows, write_report(rows, out_dir), sweep.lpips_note

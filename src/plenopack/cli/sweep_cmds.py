@@ -48,12 +48,13 @@ def sweep_cmd(
     overrides: list[str] = typer.Option([], "--set", help="Fit hyperparameter override key=value (repeatable)."),
     lpips_net: str = typer.Option("vgg", "--lpips-net", help="vgg (PeRFception), alex or squeeze."),
     max_side: int = typer.Option(800, "--max-side"),
+    finetune: int = typer.Option(300, "--finetune", help="Fine-tuning steps of our codecs' rows."),
 ) -> None:
     """PeRFception's memory-quality study (resolution, quantization, pruning) on your scenes; resumable."""
     from plenopack.sweep import run_sweep
 
     rows, paths, note = run_sweep(scenes, output, experiment, preset, scale, lpips_net, max_side,
-                                  parse_overrides(overrides))
+                                  parse_overrides(overrides), finetune=finetune)
     print_report(rows, paths, note)
 
 
@@ -79,7 +80,7 @@ def demo(
                       f"{s['test_views']} test), {s['image_sizes_hw']} px, masks={s['masks']}, normalised: {s['normalisation']}")
     output.mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]Sweeping quantization and pruning on lego with preset {preset!r}[/] (resumable: re-run to continue)")
-    rows, paths, note = run_sweep([data / "lego"], output, ["quantization", "pruning"], preset=preset)
+    rows, paths, note = run_sweep([data / "lego"], output, ["quantization", "pruning"], preset=preset, finetune=150)
     print_report(rows, paths, note)
     base = sorted((output / "cache").glob("lego-*.plen"), key=lambda p: len(p.name))[0]
     frames = render_orbit(read_plen(base).grid, 36, radius=3.2, elevation=25.0, size=200)

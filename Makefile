@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[torch,dev]'
+	# the reference LPIPS package for the tests; --no-deps: its torchvision requirement would pull a CUDA torch
+	$(PY) -m pip install -q --no-deps lpips==0.1.4
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -53,3 +53,19 @@ def test_msi_fit_explains_the_background(tmp_path):
     back = read_plen(path).grid
     np.testing.assert_array_equal(back.background.layers, with_bg.grid.background.layers)
     assert evaluate(back, scene)["psnr"] == pytest.approx(b["psnr"], abs=1e-4)
+
+
+def test_msi_tv_gradient_matches_finite_differences():
+    from plenopack.kernels import msi_tv_grad
+
+    rng = np.random.default_rng(1)
+    layers = rng.normal(size=(2, 5, 8, 4)).astype(np.float32)
+    g = np.zeros_like(layers)
+    msi_tv_grad(layers, 0.3, 0.7, g)
+    for f in np.argsort(-np.abs(g).ravel())[:6]:
+        plus, minus = layers.astype(np.float64).ravel(), layers.astype(np.float64).ravel()
+        plus[f] += 1e-3
+        minus[f] -= 1e-3
+        fd = (msi_tv_grad(plus.reshape(layers.shape).astype(np.float32), 0.3, 0.7, np.zeros_like(layers))
+              - msi_tv_grad(minus.reshape(layers.shape).astype(np.float32), 0.3, 0.7, np.zeros_like(layers))) / 2e-3
+        assert g.ravel()[f] == pytest.approx(fd, rel=2e-2)

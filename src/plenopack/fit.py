@@ -76,6 +76,8 @@ class FitConfig:
     msi_far: float = 16.0  # radius of the outermost sphere, unit-cube units (spacing uniform in 1/r)
     msi_brightness: float = 0.5
     lr_background: float = 0.1
+    lambda_tv_background_color: float = 1e-3  # PeRFception/svox2's background TV weights
+    lambda_tv_background_sigma: float = 1e-2
     near_clip: float = 0.0  # rays start this far from the camera (unit-cube units)
     occupancy_every: int = 50  # steps between rebuilds of the empty-space field
     log_every: int = 50
@@ -370,6 +372,8 @@ def fit(scene: Scene, config: FitConfig, progress: bool = True, grid: Grid | Non
                     grad_bg = (1.0 - acc)[:, None] * (2.0 / (3 * len(flat))) * (rgb - target)
                     kernels.msi_grad(msi.layers, msi.radii, msi.brightness, origins, dirs, bg, grad_bg,
                                      msi_grad.reshape(msi.layers.shape))
+                    kernels.msi_tv_grad(msi.layers, config.lambda_tv_background_color,
+                                        config.lambda_tv_background_sigma, msi_grad.reshape(msi.layers.shape))
                     kernels.rmsprop_step(msi_flat, msi_grad, msi_avg, config.lr_background, config.rmsprop_beta)
                 if not math.isfinite(mse):
                     raise PlenopackError(f"training diverged at step {step} (loss {mse}); lower the learning rates")

@@ -16,7 +16,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
 from plenopack.kernels.device import sh_basis  # noqa: E402
-from plenopack.kernels.msi import msi_colour, msi_grad  # noqa: E402
+from plenopack.kernels.msi import msi_colour, msi_grad, msi_tv_grad  # noqa: E402
 from plenopack.kernels.occupancy import Occupancy, build_occupancy  # noqa: E402
 from plenopack.kernels.optim import rmsprop_step  # noqa: E402
 from plenopack.kernels.regularizers import sparsity_grad, tv_grad  # noqa: E402
@@ -24,7 +24,7 @@ from plenopack.kernels.render import GradWorkspace, render_rays, render_rays_gra
 from plenopack.kernels.sampling import max_ray_weights, trilinear_sample  # noqa: E402
 
 __all__ = [
-    "GradWorkspace", "Occupancy", "build_occupancy", "max_ray_weights", "msi_colour", "msi_grad", "render_rays",
+    "GradWorkspace", "Occupancy", "build_occupancy", "max_ray_weights", "msi_colour", "msi_grad", "msi_tv_grad", "render_rays",
     "render_rays_grad",
     "rmsprop_step", "sh_basis", "sparsity_grad", "trilinear_sample", "tv_grad",
 ]

@@ -145,3 +145,36 @@ def msi_grad(layers: np.ndarray, radii: np.ndarray, brightness: float, origins: 
                   np.ascontiguousarray(dirs, np.float32), np.ascontiguousarray(colour, np.float32),
                   np.ascontiguousarray(grad_colour, np.float32), buf)
     grad_layers += buf.sum(axis=0)
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _msi_tv(layers, weights, grad, out_loss):
+    nl, height, width, nch = layers.shape
+    count = nl * (height - 1) * width
+    for ch in prange(nch):  # one channel per parallel iteration: the scattered writes never race
+        scale = weights[ch] / count
+        loss = 0.0
+        for l in range(nl):
+            for v in range(height - 1):
+                for u in range(width):
+                    u1 = (u + 1) % width
+                    x = layers[l, v, u, ch]
+                    dv = layers[l, v + 1, u, ch] - x
+                    du = layers[l, v, u1, ch] - x
+                    norm = math.sqrt(dv * dv + du * du + 1e-9)
+                    loss += norm
+                    g = scale / norm
+                    grad[l, v, u, ch] -= g * (dv + du)
+                    grad[l, v + 1, u, ch] += g * dv
+                    grad[l, v, u1, ch] += g * du
+        out_loss[ch] = loss * scale
+
+
+def msi_tv_grad(layers: np.ndarray, weight_colour: float, weight_density: float, grad_layers: np.ndarray) -> float:
+    """Total variation over every texel (neighbours below and to the right, wrapping in azimuth), mean over
+    texels, ``weight_colour`` on r, g, b and ``weight_density`` on sigma; adds the gradient, returns the loss."""
+    weights = np.array([weight_colour] * 3 + [weight_density], np.float32)
+    out = np.zeros(4, np.float64)
+    if layers.shape[1] > 1:
+        _msi_tv(layers, weights, grad_layers, out)
+    return float(out.sum())

@@ -145,6 +145,7 @@ def render_cmd(
     elevation: float = typer.Option(25.0, "--elevation", help="Degrees above the horizontal plane."),
     fov: float = typer.Option(40.0, "--fov", help="Horizontal field of view in degrees."),
     fps: int = typer.Option(20, "--fps"),
+    mp4: bool = typer.Option(False, "--mp4", help="Write an MP4 (needs imageio-ffmpeg) instead of a GIF."),
 ) -> None:
     """Render a turntable around the object into a GIF or MP4."""
     from plenopack.fileformat import read_plen
@@ -152,6 +153,8 @@ def render_cmd(
 
     if orbit < 1:
         raise PlenopackError("--orbit must be at least 1")
+    if mp4:
+        output = output.with_suffix(".mp4")
     f = read_plen(plen)
     bg = tuple(f.metadata.get("eval_background") or (1.0, 1.0, 1.0))
     frames = render_orbit(f.grid, orbit, radius, elevation, size, fov, bg)

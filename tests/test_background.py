@@ -69,3 +69,23 @@ def test_msi_tv_gradient_matches_finite_differences():
         fd = (msi_tv_grad(plus.reshape(layers.shape).astype(np.float32), 0.3, 0.7, np.zeros_like(layers))
               - msi_tv_grad(minus.reshape(layers.shape).astype(np.float32), 0.3, 0.7, np.zeros_like(layers))) / 2e-3
         assert g.ravel()[f] == pytest.approx(fd, rel=2e-2)
+
+
+def test_packed_scene_renders_with_and_without_background(tmp_path):
+    import plenopack
+    from plenopack.grid import Grid
+    from plenopack.fit import init_background
+
+    g = Grid.dense(8, 0)  # empty foreground (density 0)
+    g.background = init_background(load_preset("tiny", msi_layers=2, msi_height=8))
+    g.background.layers[..., 0] = 3.0  # red sky
+    path = tmp_path / "s.plen"
+    write_plen(path, g, {"eval_background": [0.0, 0.0, 1.0]})
+    s = plenopack.open(path)
+    pose = np.eye(4)
+    pose[:3, 3] = [0, 0, -3]
+    k = [10, 10, 5, 5]
+    with_bg = s.render(pose, k, 10, 10).rgb
+    alone = s.render(pose, k, 10, 10, background=False).rgb
+    assert with_bg[..., 0].min() > with_bg[..., 2].max()  # the MSI (reddish) shows
+    np.testing.assert_allclose(alone, np.broadcast_to([0, 0, 1.0], alone.shape))  # foreground only, on blue

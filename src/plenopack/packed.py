@@ -78,11 +78,16 @@ class PackedScene:
 
     # ---------------------------------------------------------------- rendering
     def render(self, c2w: np.ndarray, intrinsics, height: int, width: int, background=None) -> Render:
-        """Render a pinhole view; c2w is OpenCV camera-to-world in the unit-cube frame."""
+        """Render a pinhole view; c2w is OpenCV camera-to-world in the unit-cube frame.
+
+        ``background``: None = the scene's background model (MSI) if it has one, else its evaluation colour;
+        False = the foreground object alone, on the evaluation colour (``acc`` is its mask); or an RGB colour.
+        """
         if self._occupancy is None:
             self._occupancy = occupancy_for(self.grid)
-        rgb, depth, acc = render_view(self.grid, np.asarray(c2w, np.float64), intrinsics, height, width,
-                                      self.background if background is None else background, occupancy=self._occupancy)
+        colour = self.background if background is None or background is False else background
+        rgb, depth, acc = render_view(self.grid, np.asarray(c2w, np.float64), intrinsics, height, width, colour,
+                                      occupancy=self._occupancy, use_background_model=background is None)
         return Render(rgb, depth, acc)
 
     def render_orbit(self, n: int, radius: float = 3.2, elevation: float = 25.0, size: int = 256,

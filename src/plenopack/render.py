@@ -17,7 +17,7 @@ CHUNK_RAYS = 1 << 16
 
 def occupancy_for(grid: Grid) -> Occupancy:
     """The occupancy field renders of this grid skip empty space with."""
-    return build_occupancy(grid.links, grid.density, block=8 if grid.resolution >= 64 else 4)
+    return build_occupancy(grid.links, grid.density, block=4)
 
 
 def background_image(grid: Grid, c2w: np.ndarray, intrinsics, height: int, width: int) -> np.ndarray:

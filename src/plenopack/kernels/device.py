@@ -146,6 +146,23 @@ def skip_empty(occupancy, block, reso, ox, oy, oz, dx, dy, dz, t, dt, gx, gy, gz
     return t + n * dt
 
 
+@njit(inline="always", fastmath=True, cache=True)
+def next_sample(occupancy, block, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t, dt, t_out):
+    """The first sample at or after distance t, on the lattice t + n dt, that is not inside an empty occupancy
+    cell: (t, gx, gy, gz) with its grid coordinates; t >= t_out when the ray has none left."""
+    while t < t_out:
+        gx = grid_coord(ox + t * dx, reso)
+        gy = grid_coord(oy + t * dy, reso)
+        gz = grid_coord(oz + t * dz, reso)
+        if use_occupancy:
+            t_next = skip_empty(occupancy, block, reso, ox, oy, oz, dx, dy, dz, t, dt, gx, gy, gz)
+            if t_next != t:
+                t = t_next
+                continue
+        return t, gx, gy, gz
+    return t, 0.0, 0.0, 0.0
+
+
 def sh_basis(sh_degree: int, dirs: np.ndarray) -> np.ndarray:
     """(M, (deg+1)^2) float32 real SH basis at unit directions (M, 3) (NumPy; for tests and callers)."""
     d = np.asarray(dirs, dtype=np.float64)

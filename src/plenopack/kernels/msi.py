@@ -45,10 +45,24 @@ def _texel_coords(ox, oy, oz, dx, dy, dz, radius, height, width):
     return v0, u0, u1, fv, fu
 
 
+@njit(inline="always", fastmath=True, cache=True)
+def _bilinear(layers, l, v0, v1, u0, u1, fv, fu, raw):
+    """Bilinear (r, g, b, sigma) of layer l into raw[4]; returns the four corner weights."""
+    w00 = (1 - fv) * (1 - fu)
+    w01 = (1 - fv) * fu
+    w10 = fv * (1 - fu)
+    w11 = fv * fu
+    for ch in range(4):
+        raw[ch] = (w00 * layers[l, v0, u0, ch] + w01 * layers[l, v0, u1, ch] + w10 * layers[l, v1, u0, ch]
+                   + w11 * layers[l, v1, u1, ch])
+    return w00, w01, w10, w11
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def _msi_forward(layers, radii, brightness, origins, dirs, out):
     nl, height, width, _ = layers.shape
     for r in prange(origins.shape[0]):
+        raw = np.empty(4, dtype=np.float32)
         ox, oy, oz = origins[r, 0], origins[r, 1], origins[r, 2]
         dx, dy, dz = dirs[r, 0], dirs[r, 1], dirs[r, 2]
         trans = 1.0
@@ -60,14 +74,7 @@ def _msi_forward(layers, radii, brightness, origins, dirs, out):
             if v0 < 0:
                 continue
             v1 = min(v0 + 1, height - 1)
-            w00 = (1 - fv) * (1 - fu)
-            w01 = (1 - fv) * fu
-            w10 = fv * (1 - fu)
-            w11 = fv * fu
-            raw = np.empty(4, dtype=np.float32)
-            for ch in range(4):
-                raw[ch] = (w00 * layers[l, v0, u0, ch] + w01 * layers[l, v0, u1, ch] + w10 * layers[l, v1, u0, ch]
-                           + w11 * layers[l, v1, u1, ch])
+            w00, w01, w10, w11 = _bilinear(layers, l, v0, v1, u0, u1, fv, fu, raw)
             alpha = 1.0 - math.exp(-max(raw[3], 0.0))
             w = trans * alpha
             cr += w / (1.0 + math.exp(-raw[0]))
@@ -84,6 +91,7 @@ def _msi_backward(layers, radii, brightness, origins, dirs, colour, grad_colour,
     nl, height, width, _ = layers.shape
     for r in prange(origins.shape[0]):
         tid = numba.get_thread_id()
+        raw = np.empty(4, dtype=np.float32)
         ox, oy, oz = origins[r, 0], origins[r, 1], origins[r, 2]
         dx, dy, dz = dirs[r, 0], dirs[r, 1], dirs[r, 2]
         gr, gg, gb = grad_colour[r, 0], grad_colour[r, 1], grad_colour[r, 2]
@@ -96,14 +104,7 @@ def _msi_backward(layers, radii, brightness, origins, dirs, colour, grad_colour,
             if v0 < 0:
                 continue
             v1 = min(v0 + 1, height - 1)
-            w00 = (1 - fv) * (1 - fu)
-            w01 = (1 - fv) * fu
-            w10 = fv * (1 - fu)
-            w11 = fv * fu
-            raw = np.empty(4, dtype=np.float32)
-            for ch in range(4):
-                raw[ch] = (w00 * layers[l, v0, u0, ch] + w01 * layers[l, v0, u1, ch] + w10 * layers[l, v1, u0, ch]
-                           + w11 * layers[l, v1, u1, ch])
+            w00, w01, w10, w11 = _bilinear(layers, l, v0, v1, u0, u1, fv, fu, raw)
             sig = max(raw[3], 0.0)
             alpha = 1.0 - math.exp(-sig)
             w = trans * alpha

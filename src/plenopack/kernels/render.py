@@ -24,7 +24,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from plenopack.kernels.device import cell_corners, eval_sh_basis, grid_coord, ray_cube_interval, skip_empty
+from plenopack.kernels.device import cell_corners, eval_sh_basis, next_sample, ray_cube_interval
 
 _EMPTY_OCCUPANCY = np.ones((1, 1, 1), dtype=np.uint8)
 
@@ -74,15 +74,11 @@ def _forward_kernel(links, density, sh, basis_count, origins, dirs, background, 
         trans = 1.0
         if t_in < t_out:
             t = t_in + 0.5 * dt
-            while t < t_out:
-                gx = grid_coord(ox + t * dx, reso)
-                gy = grid_coord(oy + t * dy, reso)
-                gz = grid_coord(oz + t * dz, reso)
-                if use_occupancy:
-                    t_next = skip_empty(occupancy, block, reso, ox, oy, oz, dx, dy, dz, t, dt, gx, gy, gz)
-                    if t_next != t:
-                        t = t_next
-                        continue
+            while True:
+                t, gx, gy, gz = next_sample(occupancy, block, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t, dt,
+                                            t_out)
+                if t >= t_out:
+                    break
                 sigma = _sample(links, density, sh, basis_count, basis, gx, gy, gz, rows, weights, raw)
                 if sigma > 0.0:
                     alpha = 1.0 - math.exp(-sigma * dt)
@@ -130,15 +126,11 @@ def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, backgro
         trans = 1.0
         if t_in < t_out:
             t = t_in + 0.5 * dt
-            while t < t_out:
-                gx = grid_coord(ox + t * dx, reso)
-                gy = grid_coord(oy + t * dy, reso)
-                gz = grid_coord(oz + t * dz, reso)
-                if use_occupancy:
-                    t_next = skip_empty(occupancy, block, reso, ox, oy, oz, dx, dy, dz, t, dt, gx, gy, gz)
-                    if t_next != t:
-                        t = t_next
-                        continue
+            while True:
+                t, gx, gy, gz = next_sample(occupancy, block, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t, dt,
+                                            t_out)
+                if t >= t_out:
+                    break
                 sigma = _sample(links, density, sh, basis_count, basis, gx, gy, gz, rows, weights, raw)
                 if sigma > 0.0:
                     alpha = 1.0 - math.exp(-sigma * dt)
@@ -178,15 +170,11 @@ def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, backgro
             rest_b = cb
             trans = 1.0
             t = t_in + 0.5 * dt
-            while t < t_out:
-                gx = grid_coord(ox + t * dx, reso)
-                gy = grid_coord(oy + t * dy, reso)
-                gz = grid_coord(oz + t * dz, reso)
-                if use_occupancy:
-                    t_next = skip_empty(occupancy, block, reso, ox, oy, oz, dx, dy, dz, t, dt, gx, gy, gz)
-                    if t_next != t:
-                        t = t_next
-                        continue
+            while True:
+                t, gx, gy, gz = next_sample(occupancy, block, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t, dt,
+                                            t_out)
+                if t >= t_out:
+                    break
                 sigma = _sample(links, density, sh, basis_count, basis, gx, gy, gz, rows, weights, raw)
                 if sigma > 0.0:
                     alpha = 1.0 - math.exp(-sigma * dt)

@@ -8,7 +8,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from plenopack.kernels.device import cell_corners, grid_coord, ray_cube_interval, skip_empty
+from plenopack.kernels.device import cell_corners, grid_coord, next_sample, ray_cube_interval
 from plenopack.kernels.render import _occupancy_args
 
 
@@ -66,15 +66,11 @@ def _max_weight_kernel(links, density, origins, dirs, step_size, stop_thresh, ne
             continue
         trans = 1.0
         t = t_in + 0.5 * dt
-        while t < t_out:
-            gx = grid_coord(ox + t * dx, reso)
-            gy = grid_coord(oy + t * dy, reso)
-            gz = grid_coord(oz + t * dz, reso)
-            if use_occupancy:
-                t_next = skip_empty(occupancy, block, reso, ox, oy, oz, dx, dy, dz, t, dt, gx, gy, gz)
-                if t_next != t:
-                    t = t_next
-                    continue
+        while True:
+            t, gx, gy, gz = next_sample(occupancy, block, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t, dt,
+                                        t_out)
+            if t >= t_out:
+                break
             cell_corners(links, gx, gy, gz, rows, weights)
             sigma = 0.0
             for c in range(8):

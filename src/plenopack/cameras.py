@@ -55,11 +55,11 @@ def look_at(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
     eye = np.asarray(eye, dtype=np.float64)
     z = np.asarray(target, dtype=np.float64) - eye
     z /= np.linalg.norm(z)
-    x = np.cross(z, -np.asarray(up, dtype=np.float64))
+    x = np.cross(z, np.asarray(up, dtype=np.float64))  # right = forward x up
     if np.linalg.norm(x) < 1e-9:  # looking straight along up: pick any perpendicular
         x = np.cross(z, np.array([1.0, 0.0, 0.0]))
     x /= np.linalg.norm(x)
-    y = np.cross(z, x)
+    y = np.cross(z, x)  # down (OpenCV: x right, y down, z forward)
     c2w = np.eye(4)
     c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = x, y, z, eye
     return c2w

@@ -127,6 +127,8 @@ def encode_grid(grid: Grid, metadata: dict, codec: CodecConfig | None = None,
         streams.append(("background", *encode_array(_background_rows(bg), codec.plan("background"))))
         header["background"] = {"shape": list(bg.layers.shape), "radii": bg.radii.tolist(),
                                 "brightness": float(bg.brightness)}
+        if bg.turntable is not None:
+            header["background"]["turntable"] = bg.turntable.tolist()
     arrays, offset = [], 0
     for name, payload, desc in streams:
         arrays.append({**desc, "name": name, "offset": offset, "length": len(payload), "crc32": zlib.crc32(payload)})
@@ -216,6 +218,10 @@ def _check_header(h: Any, payload_size: int, where: Path) -> None:
             fail("background shape")
         if not isinstance(bg.get("radii"), list) or len(bg["radii"]) != layers:
             fail("background radii")
+        tt = bg.get("turntable")
+        if tt is not None and not (isinstance(tt, list) and len(tt) == 2
+                                   and all(isinstance(r, list) and len(r) == 3 for r in tt)):
+            fail("background turntable")
 
 
 def read_plen_header(path: str | Path) -> dict:
@@ -264,8 +270,9 @@ def read_plen(path: str | Path) -> PlenFile:
             rows = decode_array(payloads["background"], descs["background"], bh * bw, layers * 4)
             background = SphereBackground(
                 layers=np.ascontiguousarray(rows.reshape(bh, bw, layers, 4).transpose(2, 0, 1, 3)),
-                radii=np.asarray(meta["radii"], np.float32), brightness=float(meta.get("brightness", 0.5)))
-    except (ValueError, KeyError, TypeError, IndexError, zstandard.ZstdError) as exc:
+                radii=np.asarray(meta["radii"], np.float32), brightness=float(meta.get("brightness", 0.5)),
+                turntable=None if meta.get("turntable") is None else np.asarray(meta["turntable"], np.float32))
+    except (ValueError, KeyError, TypeError, IndexError, zstandard.ZstdError, PlenopackError) as exc:
         raise PlenopackError(f"corrupt array data ({exc})", path) from None
     links = np.full((reso,) * 3, -1, dtype=np.int32)
     links.reshape(-1)[flat] = np.arange(n, dtype=np.int32)

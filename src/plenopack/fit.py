@@ -70,11 +70,13 @@ class FitConfig:
     weight_prune_stride: int = 1  # render every n-th training pixel for weight pruning
     background: str = "auto"  # auto = random where masks exist, else white
     use_masks: bool = True  # train on foreground masks (random background) where the scene has them
+    foreground_fraction: float = 0.0  # share of each batch drawn from mask pixels (0: uniform over all pixels)
     background_model: str = "none"  # "msi": learn svox2's multi-sphere background (trains on the raw full frames)
     msi_layers: int = 8
     msi_height: int = 64  # equirectangular rows (polar angle); columns = 2 x rows
     msi_far: float = 16.0  # radius of the outermost sphere, unit-cube units (spacing uniform in 1/r)
     msi_brightness: float = 0.5
+    msi_frame: str = "world"  # "turntable": the room turns with the cameras (object on a turntable), see init_background
     lr_background: float = 0.1
     lambda_tv_background_color: float = 1e-3  # PeRFception/svox2's background TV weights
     lambda_tv_background_sigma: float = 1e-2
@@ -97,11 +99,15 @@ class FitConfig:
         if self.prune not in PRUNE_MODES:
             raise PlenopackError(f"unknown prune mode {self.prune!r} (expected {', '.join(PRUNE_MODES)})")
         if self.background not in BACKGROUNDS:
-            raise PlenopackError(f"unknown background {self.background!r} (expected {', '.join(BACKGROUNDS)})")
+            raise PlenopackError(f"unknown background {self.background!r} (expected {', '.join(BACKGROUNDS)} or msi)")
         if self.background_model not in ("none", "msi"):
             raise PlenopackError(f"unknown background model {self.background_model!r} (expected none or msi)")
+        if self.msi_frame not in ("world", "turntable"):
+            raise PlenopackError(f"unknown msi_frame {self.msi_frame!r} (expected world or turntable)")
         if self.batch_rays < 1:
             raise PlenopackError("batch_rays must be positive")
+        if not 0.0 <= self.foreground_fraction <= 1.0:
+            raise PlenopackError(f"foreground_fraction must lie in [0, 1], got {self.foreground_fraction}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -173,6 +179,16 @@ class TrainingRays:
                 self.rgb -= (1.0 - self.mask)[:, None] * np.asarray(scene.composited_on, np.float32)
                 self.premultiplied = True
         self.count = int(self.offsets[-1])
+        self.foreground = None if self.mask is None else np.flatnonzero(self.mask > 0.5)
+
+    def sample(self, rng: np.random.Generator, n: int, foreground_fraction: float = 0.0) -> np.ndarray:
+        """Flat indices of ``n`` training pixels: uniform over all pixels, except that a
+        ``foreground_fraction`` share is drawn uniformly from mask pixels (when the scene has masks)."""
+        n_fg = int(round(foreground_fraction * n)) if self.foreground is not None and len(self.foreground) else 0
+        flat = rng.integers(0, self.count, size=n)
+        if n_fg:
+            flat[:n_fg] = self.foreground[rng.integers(0, len(self.foreground), size=n_fg)]
+        return flat
 
     def rays(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Origins and unit directions (float32) of the pixels with these flat indices."""
@@ -203,14 +219,31 @@ def _background_mode(config: FitConfig, scene: Scene) -> str:
     return config.background
 
 
-def init_background(config: FitConfig) -> SphereBackground:
+def turntable_axis(camera_centres: np.ndarray) -> np.ndarray:
+    """(2, 3) float32 (unit axis, point) of a turntable capture, from the circle the camera centres trace
+    around the turning object: the axis is the normal of their best-fit plane (oriented towards +z), the
+    point the centre of the least-squares circle in that plane."""
+    centres = np.asarray(camera_centres, np.float64)
+    if len(centres) < 3:
+        raise PlenopackError("a turntable background needs at least 3 training cameras")
+    mean = centres.mean(axis=0)
+    _, _, (e1, e2, axis) = np.linalg.svd(centres - mean)
+    x, y = (centres - mean) @ e1, (centres - mean) @ e2
+    (d, e, _), *_ = np.linalg.lstsq(np.stack([x, y, np.ones_like(x)], 1), -(x * x + y * y), rcond=None)
+    point = mean - 0.5 * d * e1 - 0.5 * e * e2
+    return np.stack([axis if axis[2] >= 0 else -axis, point]).astype(np.float32)
+
+
+def init_background(config: FitConfig, camera_centres: np.ndarray | None = None) -> SphereBackground:
     """svox2-style MSI: ``msi_layers`` spheres from just outside the cube to ``msi_far``, uniform in 1/r;
-    grey colour (raw 0) and a little density so that gradients flow through ReLU."""
+    grey colour (raw 0) and a little density so that gradients flow through ReLU. With ``msi_frame``
+    "turntable" the spheres are fixed to the room of a turntable capture (axis from ``camera_centres``)."""
     inner = 1.05 * math.sqrt(3.0)
     radii = 1.0 / np.linspace(1.0 / inner, 1.0 / config.msi_far, config.msi_layers)
     layers = np.zeros((config.msi_layers, config.msi_height, 2 * config.msi_height, 4), np.float32)
     layers[..., 3] = 0.5
-    return SphereBackground(layers, radii.astype(np.float32), config.msi_brightness)
+    turntable = turntable_axis(camera_centres) if config.msi_frame == "turntable" else None
+    return SphereBackground(layers, radii.astype(np.float32), config.msi_brightness, turntable)
 
 
 def eval_background(config: FitConfig, scene: Scene) -> tuple[float, float, float]:
@@ -324,7 +357,7 @@ def fit(scene: Scene, config: FitConfig, progress: bool = True, grid: Grid | Non
     if grid is None:
         grid = _grid_from_mask(None, np.ones((config.reso[0],) * 3, bool), config.sh_degree, config.init_density)
     if use_msi and grid.background is None:
-        grid.background = init_background(config)
+        grid.background = init_background(config, rays.c2w[:, :3, 3])
     msi = grid.background if use_msi else None
     if msi is not None:
         msi_flat = msi.layers.reshape(-1, 4)
@@ -355,10 +388,11 @@ def fit(scene: Scene, config: FitConfig, progress: bool = True, grid: Grid | Non
                     tv_scale *= 0.5
             bar.update(task, stage=f"{reso}^3")
             for _ in range(stage_steps):
-                flat = rng.integers(0, rays.count, size=config.batch_rays)
+                flat = rays.sample(rng, config.batch_rays, config.foreground_fraction)
                 origins, dirs = rays.rays(flat)
                 if msi is not None:
-                    bg = kernels.msi_colour(msi.layers, msi.radii, msi.brightness, origins, dirs)
+                    bg_origins, bg_dirs = msi.to_frame(origins, dirs)
+                    bg = kernels.msi_colour(msi.layers, msi.radii, msi.brightness, bg_origins, bg_dirs)
                 elif bg_mode == "random" and rays.mask is not None:
                     bg = rng.random((config.batch_rays, 3), dtype=np.float32)
                 else:
@@ -370,7 +404,7 @@ def fit(scene: Scene, config: FitConfig, progress: bool = True, grid: Grid | Non
                     config.lambda_beta, near=config.near_clip, workspace=opt.workspace)
                 if msi is not None:  # d loss / d background = (1 - acc) d loss / d rgb
                     grad_bg = (1.0 - acc)[:, None] * (2.0 / (3 * len(flat))) * (rgb - target)
-                    kernels.msi_grad(msi.layers, msi.radii, msi.brightness, origins, dirs, bg, grad_bg,
+                    kernels.msi_grad(msi.layers, msi.radii, msi.brightness, bg_origins, bg_dirs, bg, grad_bg,
                                      msi_grad.reshape(msi.layers.shape))
                     kernels.msi_tv_grad(msi.layers, config.lambda_tv_background_color,
                                         config.lambda_tv_background_sigma, msi_grad.reshape(msi.layers.shape))

@@ -41,17 +41,58 @@ class SphereBackground:
     encloses the cube. Equirectangular maps: row v spans the polar angle from +z in [0, pi], column u the
     azimuth atan2(y, x) in [-pi, pi). Composited front (inner) to back after the foreground, then onto
     ``brightness`` grey where transmittance remains.
+
+    ``turntable``: None for a background fixed in the world (cameras move around a static object, CO3D),
+    or float32 (2, 3) = (unit axis, point on the axis) for turntable captures, where the object turns in
+    front of a fixed camera so the room turns with the cameras: each ray is first rotated about the axis
+    by minus its camera's azimuth (`to_frame`), which brings every camera back to one place in the room.
     """
 
     layers: np.ndarray
     radii: np.ndarray
     brightness: float = 0.5
+    turntable: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.layers.ndim != 4 or self.layers.shape[3] != 4 or self.layers.dtype != np.float32:
             raise PlenopackError(f"background layers must be float32 (L, H, W, 4), got {self.layers.dtype} {self.layers.shape}")
         if self.radii.shape != (self.layers.shape[0],):
             raise PlenopackError("background radii must have one entry per layer")
+        if self.turntable is not None:
+            self.turntable = np.asarray(self.turntable, np.float32)
+            if self.turntable.shape != (2, 3) or not np.isfinite(self.turntable).all():
+                raise PlenopackError("background turntable must be a finite (2, 3) array: axis, point")
+            axis_norm = float(np.linalg.norm(self.turntable[0]))
+            if abs(axis_norm - 1.0) > 1e-3:
+                raise PlenopackError(f"background turntable axis must be a unit vector, has length {axis_norm:.4f}")
+
+    def to_frame(self, origins: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rays (B, 3) from the unit-cube frame into the background's frame (identity unless turntable).
+
+        Turntable: rotate origin and direction about the axis by minus the azimuth of the origin (the
+        camera centre), azimuth measured from the direction perpendicular to the axis nearest to +x."""
+        if self.turntable is None:
+            return origins, dirs
+        axis, point = self.turntable.astype(np.float64)
+        ref = np.array([1.0, 0.0, 0.0]) if abs(axis[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+        e1 = ref - ref.dot(axis) * axis
+        e1 /= np.linalg.norm(e1)
+        e2 = np.cross(axis, e1)
+        rel = origins.astype(np.float64) - point
+        angle = -np.arctan2(rel @ e2, rel @ e1)[:, None]
+        cos, sin = np.cos(angle), np.sin(angle)
+
+        def rotate(v):  # Rodrigues, per row
+            return v * cos + np.cross(axis, v) * sin + (v @ axis)[:, None] * axis * (1.0 - cos)
+
+        return ((rotate(rel) + point).astype(np.float32), rotate(dirs.astype(np.float64)).astype(np.float32))
+
+    def colour(self, origins: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+        """(B, 3) background colour seen along rays given in the unit-cube frame."""
+        from plenopack.kernels import msi_colour
+
+        o, d = self.to_frame(origins, dirs)
+        return msi_colour(self.layers, self.radii, self.brightness, o, d)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import numpy as np
 from plenopack.cameras import orbit_poses, pixel_rays
 from plenopack.errors import PlenopackError
 from plenopack.grid import Grid
-from plenopack.kernels import Occupancy, build_occupancy, msi_colour, render_rays
+from plenopack.kernels import Occupancy, build_occupancy, render_rays
 
 CHUNK_RAYS = 1 << 16
 
@@ -25,8 +25,7 @@ def background_image(grid: Grid, c2w: np.ndarray, intrinsics, height: int, width
     if grid.background is None:
         raise PlenopackError("the grid has no background model")
     origins, dirs = pixel_rays(c2w, intrinsics, height, width)
-    bg = grid.background
-    return msi_colour(bg.layers, bg.radii, bg.brightness, origins, dirs).reshape(height, width, 3)
+    return grid.background.colour(origins, dirs).reshape(height, width, 3)
 
 
 def render_view(grid: Grid, c2w: np.ndarray, intrinsics, height: int, width: int, background=(1.0, 1.0, 1.0),
@@ -44,8 +43,7 @@ def render_view(grid: Grid, c2w: np.ndarray, intrinsics, height: int, width: int
     origins, dirs = pixel_rays(c2w, intrinsics, height, width)
     n = origins.shape[0]
     if grid.background is not None and use_background_model:
-        bg = grid.background
-        bg = msi_colour(bg.layers, bg.radii, bg.brightness, origins, dirs)
+        bg = grid.background.colour(origins, dirs)
     else:
         bg = np.asarray(background, dtype=np.float32)
         bg = bg.reshape(n, 3) if bg.size == 3 * n and bg.size != 3 else bg

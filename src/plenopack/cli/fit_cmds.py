@@ -52,6 +52,13 @@ def fit_cmd(
     seed: int = typer.Option(None, "--seed", help="Random seed (same seed, same result)."),
     prune: str = typer.Option(None, "--prune", help="Progressive scaling: sigma, weight or none."),
     prune_threshold: float = typer.Option(None, "--prune-threshold", help="sigma: density; weight: T (kept if max weight >= T/R)."),
+    background: str = typer.Option(None, "--background", help="auto, white, black or random: constant colour behind "
+                                   "the grid; msi: learn a multi-sphere background on the full frames."),
+    background_layers: int = typer.Option(None, "--background-layers", help="msi: number of spheres."),
+    background_reso: int = typer.Option(None, "--background-reso", help="msi: rows of each equirectangular map "
+                                        "(columns = 2 x rows)."),
+    background_frame: str = typer.Option(None, "--background-frame", help="msi: world (cameras move around the "
+                                         "object) or turntable (the object turns in front of a fixed camera)."),
     overrides: list[str] = typer.Option([], "--set", help="Any other hyperparameter, key=value (repeatable)."),
     format: str = typer.Option(None, "--format", help="Force the capture loader."),
     max_side: int = typer.Option(800, "--max-side", help="Resize so the longest side is at most this."),
@@ -64,6 +71,14 @@ def fit_cmd(
     from plenopack.scene import load_scene
 
     extra = parse_overrides(overrides)
+    if background == "msi":
+        extra["background_model"] = "msi"
+    elif background is not None:
+        extra["background"] = background
+    for key, value in (("msi_layers", background_layers), ("msi_height", background_reso),
+                       ("msi_frame", background_frame)):
+        if value is not None:
+            extra[key] = value
     base = load_preset(preset, **extra)
     reso_list = parse_int_list(reso, "--reso") or base.reso
     steps_list = parse_int_list(steps, "--steps")

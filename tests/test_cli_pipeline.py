@@ -64,3 +64,22 @@ def test_bad_options_fail_cleanly(fitted, tmp_path, data_dir):
         r = run(*args)
         assert r.returncode == 2 and expect in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_fit_with_background_model_options(tmp_path, data_dir):
+    from plenopack.fileformat import read_plen
+
+    out = tmp_path / "head.plen"
+    r = run("fit", data_dir / "scenes" / "ethiopianHead", "-o", out, "--preset", "tiny", "--max-side", 40,
+            "--steps", "20,20", "--background", "msi", "--background-layers", 3, "--background-reso", 8,
+            "--background-frame", "turntable", "--json")
+    assert r.returncode == 0, r.stderr
+    bg = read_plen(out).grid.background
+    assert bg.layers.shape == (3, 8, 16, 4) and bg.turntable is not None
+    assert abs(float(bg.turntable[0] @ [0, 0, 1])) > 0.9  # the turntable axis is close to the scene's up
+    bad = run("fit", data_dir / "scenes" / "ethiopianHead", "-o", tmp_path / "x.plen", "--preset", "tiny",
+              "--background", "sky")
+    assert bad.returncode == 2 and "unknown background 'sky'" in bad.stderr and not (tmp_path / "x.plen").exists()
+    bad = run("fit", data_dir / "scenes" / "ethiopianHead", "-o", tmp_path / "x.plen", "--preset", "tiny",
+              "--background", "msi", "--background-frame", "sideways")
+    assert bad.returncode == 2 and "msi_frame" in bad.stderr

@@ -126,6 +126,29 @@ def test_beta_gradient_matches_finite_differences():
         assert gd[idx] == pytest.approx(fd, rel=2e-2)
 
 
+def test_opacity_floor_gradient_matches_finite_differences():
+    g = random_grid(reso=6, sh_degree=0, seed=10)
+    g.density[:] = np.abs(g.density) * 0.3
+    o, d = random_rays(100, seed=11)
+    target = np.full((len(o), 3), 0.5, np.float32)
+    bg = np.ones(3, np.float32)
+    min_acc = np.random.default_rng(12).random(len(o)).astype(np.float32)
+    gd = np.zeros_like(g.density)
+    K.render_rays_grad(g.links, g.density, g.sh, 0, o, d, target, bg, gd, np.zeros_like(g.sh), min_acc=min_acc,
+                       min_acc_weight=2.0)
+    d64, s64 = g.density.astype(np.float64), g.sh.astype(np.float64)
+    without = np.zeros_like(g.density)
+    K.render_rays_grad(g.links, g.density, g.sh, 0, o, d, target, bg, without, np.zeros_like(g.sh))
+    assert np.abs(gd - without).max() > 1e-4  # the floor is active on some rays
+    for idx in np.argsort(-np.abs(gd))[:4]:
+        dp, dm = d64.copy(), d64.copy()
+        dp[idx] += 1e-5
+        dm[idx] -= 1e-5
+        fd = (ref.loss(g.links, dp, s64, 0, o, d, target, bg, min_acc=min_acc, min_acc_weight=2.0)
+              - ref.loss(g.links, dm, s64, 0, o, d, target, bg, min_acc=min_acc, min_acc_weight=2.0)) / 2e-5
+        assert gd[idx] == pytest.approx(fd, rel=2e-2)
+
+
 def test_gradient_accumulates_and_workspace_is_reusable():
     g = random_grid(reso=8, sh_degree=1, seed=2)
     o, d = random_rays(150, seed=3)

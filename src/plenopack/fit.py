@@ -1,7 +1,9 @@
 """Fitting a Plenoxels grid to a Scene: coarse-to-fine training with progressive scaling (pruning).
 
 Training (PeRFception's CO3D recipe, on the CPU kernels):
-- batches of ``batch_rays`` rays drawn uniformly over all training pixels (pixel centres at +0.5);
+- batches of ``batch_rays`` rays drawn uniformly over all training pixels (pixel centres at +0.5); with
+  ``foreground_fraction`` > 0 that share of each batch is drawn from mask pixels instead, so the object
+  (what masked metrics score) gets more of the gradient than the easy background;
 - loss = MSE + lambda_tv TV(density) + lambda_tv_sh TV(SH) + lambda_sparsity Cauchy(density)
   + lambda_beta beta(acc); TV and sparsity on ``tv_fraction`` of the occupied voxels per step, TV weights
   halved at each upsampling; RMSProp (beta 0.95), lr_sigma constant by default, lr_sh decaying
@@ -61,6 +63,7 @@ class FitConfig:
     tv_halve_on_upsample: bool = True
     lambda_sparsity: float = 1e-10
     lambda_beta: float = 1e-5
+    lambda_mask: float = 0.0  # full-frame fits of scenes with masks: lambda * mean(max(0, mask - acc)^2) keeps the object opaque in the grid
     step_size: float = 0.5  # voxels per ray-marching step
     stop_thresh: float = 1e-4  # early termination when transmittance falls below
     prune: str = "sigma"
@@ -171,15 +174,18 @@ class TrainingRays:
         self.offsets = np.concatenate([[0], np.cumsum(counts)])
         self.widths = np.array([w for _, w in sizes], dtype=np.int64)
         self.rgb = np.concatenate([scene.images[i].reshape(-1, 3) for i in ids]).astype(np.float32)
-        self.mask = None
+        self.mask = None  # masks the targets are composited with (use_masks), else None
+        self.object_mask = None  # the scene's masks whether or not targets use them (foreground sampling, lambda_mask)
         self.premultiplied = False  # rgb already holds colour x mask (RGBA captures)
-        if scene.masks is not None and use_masks:
-            self.mask = np.concatenate([scene.masks[i].reshape(-1) for i in ids]).astype(np.float32)
+        if scene.masks is not None:
+            self.object_mask = np.concatenate([scene.masks[i].reshape(-1) for i in ids]).astype(np.float32)
+        if self.object_mask is not None and use_masks:
+            self.mask = self.object_mask
             if scene.composited_on is not None:  # undo the loader's compositing: keep premultiplied colour
                 self.rgb -= (1.0 - self.mask)[:, None] * np.asarray(scene.composited_on, np.float32)
                 self.premultiplied = True
         self.count = int(self.offsets[-1])
-        self.foreground = None if self.mask is None else np.flatnonzero(self.mask > 0.5)
+        self.foreground = None if self.object_mask is None else np.flatnonzero(self.object_mask > 0.5)
 
     def sample(self, rng: np.random.Generator, n: int, foreground_fraction: float = 0.0) -> np.ndarray:
         """Flat indices of ``n`` training pixels: uniform over all pixels, except that a
@@ -363,6 +369,9 @@ def fit(scene: Scene, config: FitConfig, progress: bool = True, grid: Grid | Non
         msi_flat = msi.layers.reshape(-1, 4)
         msi_grad = np.zeros_like(msi_flat)
         msi_avg = np.zeros_like(msi_flat)
+    # object pixels must stay opaque in the grid when the frames are fitted whole (else a background model
+    # can paint the object from behind); masked fits get this from the random background already
+    mask_loss = config.lambda_mask if (config.lambda_mask and rays.mask is None and rays.object_mask is not None) else None
     opt = _Optimiser(grid)
     occ = kernels.build_occupancy(grid.links, grid.density)
     horizon = config.lr_sh_decay_steps or config.total_steps
@@ -401,7 +410,8 @@ def fit(scene: Scene, config: FitConfig, progress: bool = True, grid: Grid | Non
                 rgb, acc, mse = kernels.render_rays_grad(
                     grid.links, grid.density, grid.sh, grid.sh_degree, origins, dirs, target, bg,
                     opt.grad_density, opt.grad_sh, config.step_size, config.stop_thresh, occ,
-                    config.lambda_beta, near=config.near_clip, workspace=opt.workspace)
+                    config.lambda_beta, near=config.near_clip, workspace=opt.workspace,
+                    min_acc=None if mask_loss is None else rays.object_mask[flat], min_acc_weight=mask_loss or 0.0)
                 if msi is not None:  # d loss / d background = (1 - acc) d loss / d rgb
                     grad_bg = (1.0 - acc)[:, None] * (2.0 / (3 * len(flat))) * (rgb - target)
                     kernels.msi_grad(msi.layers, msi.radii, msi.brightness, bg_origins, bg_dirs, bg, grad_bg,

@@ -102,7 +102,7 @@ def render_rays(links, density, sh, sh_degree, origins, dirs, background, step_s
 
 
 def loss(links, density, sh, sh_degree, origins, dirs, target, background, step_size=0.5, stop_thresh=1e-4,
-         beta_weight=0.0, near=0.0) -> float:
+         beta_weight=0.0, near=0.0, min_acc=None, min_acc_weight=0.0) -> float:
     """The scalar loss whose gradient kernels.render_rays_grad accumulates."""
     rgb, _, acc = render_rays(links, density, sh, sh_degree, origins, dirs, background, step_size, stop_thresh,
                               near)
@@ -110,6 +110,8 @@ def loss(links, density, sh, sh_degree, origins, dirs, target, background, step_
     if beta_weight:
         a = np.clip(acc, 1e-3, 1 - 1e-3)
         value += beta_weight * float(np.mean(np.log(a) + np.log(1 - a)))
+    if min_acc is not None:
+        value += min_acc_weight * float(np.mean(np.maximum(np.asarray(min_acc, acc.dtype) - acc, 0.0) ** 2))
     return value
 
 

@@ -27,6 +27,7 @@ from numba import njit, prange
 from plenopack.kernels.device import cell_corners, eval_sh_basis, next_sample, ray_cube_interval
 
 _EMPTY_OCCUPANCY = np.ones((1, 1, 1), dtype=np.uint8)
+_NO_MIN_ACC = np.zeros(0, dtype=np.float32)
 
 
 @njit(inline="always", fastmath=True, cache=True)
@@ -101,13 +102,15 @@ def _forward_kernel(links, density, sh, basis_count, origins, dirs, background, 
 
 @njit(parallel=True, fastmath=True, cache=True)
 def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, background, bg_stride, step_size,
-                 stop_thresh, near, occupancy, block, use_occupancy, beta_weight,
+                 stop_thresh, near, occupancy, block, use_occupancy, beta_weight, min_acc, min_acc_weight,
                  buf_density, buf_sh, touched, touched_rows, touched_count, out_rgb, out_acc, out_sqerr):
     reso = links.shape[0]
     nrays = origins.shape[0]
     dt = step_size * 2.0 / reso
     grad_scale = 2.0 / (3.0 * nrays)  # d mean((rgb - target)^2) / d rgb
     beta_scale = beta_weight / nrays
+    min_acc_scale = min_acc_weight / nrays
+    use_min_acc = min_acc.shape[0] == nrays
     for r in prange(nrays):
         tid = numba.get_thread_id()
         basis = np.empty(16, dtype=np.float32)
@@ -159,10 +162,14 @@ def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, backgro
         gg = grad_scale * eg
         gb = grad_scale * eb
         # beta (Cauchy-free "binary opacity") term: L = w/B * sum_r log(acc) + log(1 - acc), acc clamped
-        dbeta = 0.0
+        # opacity floor: L = w/B * sum_r max(0, min_acc_r - acc)^2; d acc / d sigma_k = T_final dt
+        dacc = 0.0
         if beta_scale != 0.0:
             a = min(max(acc, 1e-3), 1.0 - 1e-3)
-            dbeta = beta_scale * (1.0 / a - 1.0 / (1.0 - a)) * t_final * dt
+            dacc += beta_scale * (1.0 / a - 1.0 / (1.0 - a))
+        if use_min_acc and min_acc[r] > acc:
+            dacc -= 2.0 * min_acc_scale * (min_acc[r] - acc)
+        dbeta = dacc * t_final * dt
         # ---- backward march over the same samples
         if t_in < t_out:
             rest_r = cr
@@ -293,11 +300,13 @@ def render_rays(links, density, sh, sh_degree, origins, dirs, background, step_s
 
 def render_rays_grad(links, density, sh, sh_degree, origins, dirs, target, background, grad_density, grad_sh,
                      step_size=0.5, stop_thresh=1e-4, occupancy=None, beta_weight=0.0, near=0.0,
-                     workspace: GradWorkspace | None = None):
+                     workspace: GradWorkspace | None = None, min_acc=None, min_acc_weight=0.0):
     """Fused forward + backward of the photometric loss over a batch of rays.
 
     Loss = mean over rays and channels of (rgb - target)^2, plus ``beta_weight`` * mean over rays of
-    log(acc) + log(1 - acc) (acc clamped to [1e-3, 1 - 1e-3]; pushes opacity to 0 or 1).
+    log(acc) + log(1 - acc) (acc clamped to [1e-3, 1 - 1e-3]; pushes opacity to 0 or 1), plus
+    ``min_acc_weight`` * mean over rays of max(0, min_acc - acc)^2 when ``min_acc`` (B,) is given (object
+    masks: object pixels must be opaque).
     Adds the loss gradient into grad_density (N,) and grad_sh (N, C) (float32, in place).
     Returns (rgb (B, 3), acc (B,), mse) where mse is the photometric term only. The gradient with
     respect to a learned per-ray background is (1 - acc) * d loss / d rgb.
@@ -316,7 +325,8 @@ def render_rays_grad(links, density, sh, sh_degree, origins, dirs, target, backg
     _grad_kernel(links, density, sh, (sh_degree + 1) ** 2, np.ascontiguousarray(origins, np.float32),
                  np.ascontiguousarray(dirs, np.float32), np.ascontiguousarray(target, np.float32), bg, stride,
                  np.float32(step_size), np.float32(stop_thresh), np.float32(near), cells, block, use,
-                 np.float32(beta_weight), ws.buf_density, ws.buf_sh, ws.touched, ws.touched_rows,
+                 np.float32(beta_weight), _NO_MIN_ACC if min_acc is None else np.ascontiguousarray(min_acc, np.float32),
+                 np.float32(min_acc_weight), ws.buf_density, ws.buf_sh, ws.touched, ws.touched_rows,
                  ws.touched_count, rgb, acc, sqerr)
     _reduce_kernel(ws.buf_density, ws.buf_sh, ws.touched, ws.touched_rows, ws.touched_count, grad_density, grad_sh)
     return rgb, acc, float(sqerr.sum(dtype=np.float64) / (3 * n))

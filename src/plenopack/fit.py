@@ -10,6 +10,8 @@ Training (PeRFception's CO3D recipe, on the CPU kernels):
   log-linearly from lr_sh to lr_sh_final over ``lr_sh_decay_steps`` (default: the whole fit);
 - scenes with masks (or alpha) train against a random background colour per ray so that the grid cannot
   paint the background into the object: target = foreground + (1 - mask) * random colour;
+- full-frame fits (``use_masks`` false, or a background model) of scenes with masks can add an opacity floor,
+  ``lambda_mask`` * mean(max(0, mask - acc)^2), so that object pixels stay opaque in the grid;
 - coarse-to-fine: at each new resolution the grid is resampled trilinearly at the new voxel centres, and
   progressive scaling prunes it: "sigma" keeps voxels whose density > T; "weight" renders every training
   pixel and keeps voxels whose maximum ray weight >= T / R_new (PeRFception: T = 1.28 -> 0.005 at 256);

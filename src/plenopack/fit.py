@@ -373,7 +373,7 @@ def fit(scene: Scene, config: FitConfig, progress: bool = True, grid: Grid | Non
         msi_avg = np.zeros_like(msi_flat)
     # object pixels must stay opaque in the grid when the frames are fitted whole (else a background model
     # can paint the object from behind); masked fits get this from the random background already
-    mask_loss = config.lambda_mask if (config.lambda_mask and rays.mask is None and rays.object_mask is not None) else None
+    floor_weight = config.lambda_mask if rays.mask is None and rays.object_mask is not None else 0.0
     opt = _Optimiser(grid)
     occ = kernels.build_occupancy(grid.links, grid.density)
     horizon = config.lr_sh_decay_steps or config.total_steps
@@ -413,7 +413,7 @@ def fit(scene: Scene, config: FitConfig, progress: bool = True, grid: Grid | Non
                     grid.links, grid.density, grid.sh, grid.sh_degree, origins, dirs, target, bg,
                     opt.grad_density, opt.grad_sh, config.step_size, config.stop_thresh, occ,
                     config.lambda_beta, near=config.near_clip, workspace=opt.workspace,
-                    min_acc=None if mask_loss is None else rays.object_mask[flat], min_acc_weight=mask_loss or 0.0)
+                    min_acc=rays.object_mask[flat] if floor_weight else None, min_acc_weight=floor_weight)
                 if msi is not None:  # d loss / d background = (1 - acc) d loss / d rgb
                     grad_bg = (1.0 - acc)[:, None] * (2.0 / (3 * len(flat))) * (rgb - target)
                     kernels.msi_grad(msi.layers, msi.radii, msi.brightness, bg_origins, bg_dirs, bg, grad_bg,

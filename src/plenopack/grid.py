@@ -87,13 +87,6 @@ class SphereBackground:
 
         return ((rotate(rel) + point).astype(np.float32), rotate(dirs.astype(np.float64)).astype(np.float32))
 
-    def colour(self, origins: np.ndarray, dirs: np.ndarray) -> np.ndarray:
-        """(B, 3) background colour seen along rays given in the unit-cube frame."""
-        from plenopack.kernels import msi_colour
-
-        o, d = self.to_frame(origins, dirs)
-        return msi_colour(self.layers, self.radii, self.brightness, o, d)
-
 
 @dataclass
 class Grid:

@@ -10,7 +10,7 @@ import numpy as np
 from plenopack.cameras import orbit_poses, pixel_rays
 from plenopack.errors import PlenopackError
 from plenopack.grid import Grid
-from plenopack.kernels import Occupancy, build_occupancy, render_rays
+from plenopack.kernels import Occupancy, build_occupancy, msi_colour, render_rays
 
 CHUNK_RAYS = 1 << 16
 
@@ -20,12 +20,19 @@ def occupancy_for(grid: Grid) -> Occupancy:
     return build_occupancy(grid.links, grid.density, block=4)
 
 
+def background_colour(grid: Grid, origins: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """(B, 3) colour of the grid's background model along rays given in the unit-cube frame."""
+    bg = grid.background
+    o, d = bg.to_frame(origins, dirs)
+    return msi_colour(bg.layers, bg.radii, bg.brightness, o, d)
+
+
 def background_image(grid: Grid, c2w: np.ndarray, intrinsics, height: int, width: int) -> np.ndarray:
     """(H, W, 3) colour of the grid's background model (MSI) behind every pixel of a view."""
     if grid.background is None:
         raise PlenopackError("the grid has no background model")
     origins, dirs = pixel_rays(c2w, intrinsics, height, width)
-    return grid.background.colour(origins, dirs).reshape(height, width, 3)
+    return background_colour(grid, origins, dirs).reshape(height, width, 3)
 
 
 def render_view(grid: Grid, c2w: np.ndarray, intrinsics, height: int, width: int, background=(1.0, 1.0, 1.0),
@@ -43,7 +50,7 @@ def render_view(grid: Grid, c2w: np.ndarray, intrinsics, height: int, width: int
     origins, dirs = pixel_rays(c2w, intrinsics, height, width)
     n = origins.shape[0]
     if grid.background is not None and use_background_model:
-        bg = grid.background.colour(origins, dirs)
+        bg = background_colour(grid, origins, dirs)
     else:
         bg = np.asarray(background, dtype=np.float32)
         bg = bg.reshape(n, 3) if bg.size == 3 * n and bg.size != 3 else bg

@@ -75,6 +75,11 @@ def test_weight_pruning_keeps_what_matters(lego_small, tiny_fit):
     assert after > before - 1.0
 
 
+def test_pruning_everything_is_reported(lego_small):
+    with pytest.raises(PlenopackError, match="pruning removed every voxel at resolution 32"):
+        fit(lego_small, load_preset("tiny", prune="sigma", prune_threshold=1e9), progress=False)
+
+
 def test_divergence_is_reported(lego_small):
     with pytest.raises(PlenopackError, match="diverged"):
         fit(lego_small, load_preset("tiny", lr_sh=1e38, lr_sh_final=1e38, lr_sigma=1e38, lr_sigma_final=1e38,

@@ -165,6 +165,24 @@ def test_gradient_accumulates_and_workspace_is_reusable():
     assert not ws.buf_sh.any() and not ws.touched.any()
 
 
+def test_row_flags_mark_every_row_given_a_gradient():
+    g = random_grid(reso=16, sh_degree=2, seed=5)
+    o, d = random_rays(12, seed=6)  # few rays: most rows stay untouched
+    grad_d = np.zeros_like(g.density)
+    grad_sh = np.zeros_like(g.sh)
+    flags = np.zeros(g.num_voxels, np.uint8)
+    K.render_rays_grad(g.links, g.density, g.sh, 2, o, d, np.zeros((len(o), 3), np.float32), np.ones(3, np.float32),
+                       grad_d, grad_sh, row_flags=flags)
+    nonzero = (grad_d != 0) | (grad_sh != 0).any(axis=1)
+    assert 0 < nonzero.sum() and flags.sum() < 0.8 * g.num_voxels
+    assert (flags.astype(bool) >= nonzero).all()  # flagged rows may still sum to an exact zero
+    tv_flags = np.zeros(g.num_voxels, np.uint8)
+    tv_grad = np.zeros_like(g.sh)
+    ids = np.random.default_rng(0).choice(16 ** 3, size=30, replace=False)
+    K.tv_grad(g.links, g.sh, ids, 0.5, tv_grad, row_flags=tv_flags)
+    assert (tv_flags.astype(bool) >= (tv_grad != 0).any(axis=1)).all() and tv_flags.sum() > 30
+
+
 def test_trilinear_exact_on_linear_field():
     reso = 12
     g = Grid.dense(reso, 0)
@@ -235,4 +253,19 @@ def test_rmsprop_matches_numpy_and_skips_untouched_rows():
     np.testing.assert_allclose(s[rows], s_ref[rows], rtol=1e-5)
     np.testing.assert_array_equal(p[10:20], p0[10:20])
     np.testing.assert_array_equal(s[10:20], s0[10:20])
+    assert not g.any()
+
+
+def test_rmsprop_restricted_to_rows_gives_the_same_result():
+    rng = np.random.default_rng(1)
+    p = rng.normal(size=(40, 3)).astype(np.float32)
+    g = np.zeros_like(p)
+    hot = np.array([3, 7, 8, 30])
+    g[hot] = rng.normal(size=(4, 3))
+    s = rng.random((40, 3)).astype(np.float32)
+    p_all, g_all, s_all = p.copy(), g.copy(), s.copy()
+    K.rmsprop_step(p_all, g_all, s_all, lr=0.1)
+    K.rmsprop_step(p, g, s, lr=0.1, rows=np.r_[hot, 5])  # a listed row without a gradient is skipped too
+    np.testing.assert_array_equal(p, p_all)
+    np.testing.assert_array_equal(s, s_all)
     assert not g.any()

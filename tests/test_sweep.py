@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from plenopack.sweep import pareto_front, row_specs, run_sweep, summarise
+from plenopack.sweep import markdown_table, pareto_front, row_specs, run_sweep, summarise
 
 
 def test_pareto_front_on_hand_made_points():
@@ -33,9 +33,12 @@ def tiny_sweep(tmp_path_factory, data_dir):
 def test_sweep_writes_tables_plot_and_rows(tiny_sweep):
     out, rows, paths = tiny_sweep
     assert len(rows) == len(row_specs("quantization", [], 1)) + len(row_specs("pruning", [], 1))
-    failed = [r for r in rows if "error" in r]  # sigma 100 prunes everything after a 60-step tiny fit
-    assert [r["method"] for r in failed] == ["sigma 100"] and "removed every voxel" in failed[0]["error"]
-    assert "| sigma 100 | failed: " in paths["report"].read_text()
+    pruning = {r["method"]: r for r in rows if r["experiment"] == "pruning"}
+    # after a 60-step tiny fit, sigma 100 leaves a handful of voxels or none (then the row records the error)
+    kept = [pruning[f"sigma {t}"].get("voxels", 0) for t in (5, 10, 20, 100)]
+    assert kept == sorted(kept, reverse=True) and kept[-1] < kept[0] // 10
+    assert all(r["voxels"] < pruning["none"]["voxels"] for m, r in pruning.items() if m != "none" and "error" not in r)
+    assert [r["method"] for r in rows if "error" in r] in ([], ["sigma 100"])
     report = paths["report"].read_text()
     assert "| Method | Memory (MB/scene) | PSNR | SSIM | LPIPS (squeeze) | fit (s) |" in report
     assert "## Quantization" in report and "## Pruning" in report
@@ -50,6 +53,18 @@ def test_sweep_writes_tables_plot_and_rows(tiny_sweep):
     assert q["clipping 8-bit"]["psnr"] < q["ours(SH) 8-bit"]["psnr"] - 1.0
     # the quantization rows share one fit; the pruning rows each have their own
     assert len({r["fit_seconds"] for r in rows if r["experiment"] == "quantization"}) == 1
+
+
+def test_failed_rows_are_reported_not_averaged():
+    rows = [{"scene": "a", "experiment": "pruning", "method": "sigma 100", "codec": "float32",
+             "error": "pruning removed every voxel at resolution 32"},
+            {"scene": "a", "experiment": "pruning", "method": "none", "codec": "float32", "memory_mb": 2.0,
+             "psnr": 20.0, "ssim": 0.8, "lpips": None, "fit_seconds": 3.0}]
+    table = summarise(rows, "pruning")
+    assert table[0]["scenes"] == 0 and table[0]["psnr"] is None and table[1]["psnr"] == 20.0
+    text = markdown_table(table, None)
+    assert "| sigma 100 | failed: pruning removed every voxel at resolution 32 |" in text
+    assert "| none | 2.000 | 20.00 | 0.8000 | n/a | 3 |" in text
 
 
 def test_resume_skips_finished_rows(tiny_sweep, data_dir):

@@ -190,12 +190,13 @@ class TrainingRays:
         self.foreground = None if self.object_mask is None else np.flatnonzero(self.object_mask > 0.5)
 
     def sample(self, rng: np.random.Generator, n: int, foreground_fraction: float = 0.0) -> np.ndarray:
-        """Flat indices of ``n`` training pixels: uniform over all pixels, except that a
+        """Flat indices of ``n`` training pixels in random order: uniform over all pixels, except that a
         ``foreground_fraction`` share is drawn uniformly from mask pixels (when the scene has masks)."""
         n_fg = int(round(foreground_fraction * n)) if self.foreground is not None and len(self.foreground) else 0
         flat = rng.integers(0, self.count, size=n)
         if n_fg:
             flat[:n_fg] = self.foreground[rng.integers(0, len(self.foreground), size=n_fg)]
+            rng.shuffle(flat)  # the kernels split a batch into one contiguous share per thread: mix the costly rays
         return flat
 
     def rays(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -348,6 +349,7 @@ class _Optimiser:
         self.avg_density = np.zeros(n, np.float32)
         self.avg_sh = np.zeros((n, c), np.float32)
         self.workspace = kernels.GradWorkspace(n, c)
+        self.row_flags = np.zeros(n, np.uint8)  # rows given a gradient this step (the optimiser visits only these)
         self.flat_of_row = np.ravel_multi_index(tuple(grid.occupied_coords().T.astype(np.int64)), grid.links.shape)
 
 
@@ -413,7 +415,8 @@ def fit(scene: Scene, config: FitConfig, progress: bool = True, grid: Grid | Non
                     grid.links, grid.density, grid.sh, grid.sh_degree, origins, dirs, target, bg,
                     opt.grad_density, opt.grad_sh, config.step_size, config.stop_thresh, occ,
                     config.lambda_beta, near=config.near_clip, workspace=opt.workspace,
-                    min_acc=rays.object_mask[flat] if floor_weight else None, min_acc_weight=floor_weight)
+                    min_acc=rays.object_mask[flat] if floor_weight else None, min_acc_weight=floor_weight,
+                    row_flags=opt.row_flags)
                 if msi is not None:  # d loss / d background = (1 - acc) d loss / d rgb
                     grad_bg = (1.0 - acc)[:, None] * (2.0 / (3 * len(flat))) * (rgb - target)
                     kernels.msi_grad(msi.layers, msi.radii, msi.brightness, bg_origins, bg_dirs, bg, grad_bg,
@@ -427,16 +430,24 @@ def fit(scene: Scene, config: FitConfig, progress: bool = True, grid: Grid | Non
                 rows = rng.integers(0, grid.num_voxels, size=n_reg)
                 ids = opt.flat_of_row[rows]
                 if config.lambda_tv:
-                    kernels.tv_grad(grid.links, grid.density, ids, config.lambda_tv * tv_scale, opt.grad_density)
+                    kernels.tv_grad(grid.links, grid.density, ids, config.lambda_tv * tv_scale, opt.grad_density,
+                                    row_flags=opt.row_flags)
                 if config.lambda_tv_sh:
-                    kernels.tv_grad(grid.links, grid.sh, ids, config.lambda_tv_sh * tv_scale, opt.grad_sh)
+                    kernels.tv_grad(grid.links, grid.sh, ids, config.lambda_tv_sh * tv_scale, opt.grad_sh,
+                                    row_flags=opt.row_flags)
                 if config.lambda_sparsity:
-                    kernels.sparsity_grad(grid.density, np.unique(rows), config.lambda_sparsity, opt.grad_density)
+                    unique_rows = np.unique(rows)
+                    kernels.sparsity_grad(grid.density, unique_rows, config.lambda_sparsity, opt.grad_density)
+                    opt.row_flags[unique_rows] = 1
+                touched = np.flatnonzero(opt.row_flags)
+                opt.row_flags[touched] = 0
                 kernels.rmsprop_step(grid.density, opt.grad_density, opt.avg_density,
                                      _lr(config.lr_sigma, config.lr_sigma_final, step, horizon,
-                                         config.lr_sigma_delay_steps, config.lr_sigma_delay_mult), config.rmsprop_beta)
+                                         config.lr_sigma_delay_steps, config.lr_sigma_delay_mult), config.rmsprop_beta,
+                                     rows=touched)
                 kernels.rmsprop_step(grid.sh, opt.grad_sh, opt.avg_sh,
-                                     _lr(config.lr_sh, config.lr_sh_final, step, horizon), config.rmsprop_beta)
+                                     _lr(config.lr_sh, config.lr_sh_final, step, horizon), config.rmsprop_beta,
+                                     rows=touched)
                 step += 1
                 psnr = -10.0 * math.log10(max(mse, 1e-10))
                 psnr_avg = psnr if psnr_avg is None else 0.9 * psnr_avg + 0.1 * psnr

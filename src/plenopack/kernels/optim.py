@@ -9,9 +9,10 @@ from numba import njit, prange
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _rmsprop_kernel(param, grad, avg_sq, lr, beta, eps):
+def _rmsprop_kernel(param, grad, avg_sq, rows, lr, beta, eps):
     ncols = param.shape[1]
-    for r in prange(param.shape[0]):
+    for n in prange(rows.shape[0]):
+        r = rows[n]
         touched = False
         for j in range(ncols):
             if grad[r, j] != 0.0:
@@ -28,12 +29,14 @@ def _rmsprop_kernel(param, grad, avg_sq, lr, beta, eps):
 
 
 def rmsprop_step(param: np.ndarray, grad: np.ndarray, avg_sq: np.ndarray, lr: float, beta: float = 0.95,
-                 eps: float = 1e-8) -> None:
+                 eps: float = 1e-8, rows: np.ndarray | None = None) -> None:
     """In place: avg_sq = beta avg_sq + (1 - beta) g^2; param -= lr g / (sqrt(avg_sq) + eps); grad = 0.
 
     Rows whose gradient is entirely zero are skipped (their state is kept), as svox2's sparse update.
-    Works on (N,) or (N, C) float32 arrays.
+    ``rows``: optional int64 array of the only rows that may hold a gradient (e.g. from the kernels'
+    row_flags), so that the others are not scanned; the result is the same. Works on (N,) or (N, C) float32.
     """
     p2 = param.reshape(param.shape[0], -1)
-    _rmsprop_kernel(p2, grad.reshape(p2.shape), avg_sq.reshape(p2.shape), np.float32(lr), np.float32(beta),
+    rows = np.arange(p2.shape[0], dtype=np.int64) if rows is None else np.ascontiguousarray(rows, np.int64)
+    _rmsprop_kernel(p2, grad.reshape(p2.shape), avg_sq.reshape(p2.shape), rows, np.float32(lr), np.float32(beta),
                     np.float32(eps))

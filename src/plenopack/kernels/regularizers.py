@@ -11,9 +11,11 @@ TV_EPS = 1e-9
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _tv_kernel(links, values, voxel_ids, scale, grad, col_start, col_end, out_loss):
-    """One column per parallel iteration, so the scattered gradient writes never race."""
+def _tv_kernel(links, values, voxel_ids, scale, grad, col_start, col_end, out_loss, row_flags):
+    """One column per parallel iteration, so the scattered gradient writes never race (the first column's
+    iteration alone sets row_flags)."""
     reso = links.shape[0]
+    use_flags = row_flags.shape[0] == values.shape[0]
     for col in prange(col_start, col_end):
         loss = 0.0
         for n in range(voxel_ids.shape[0]):
@@ -34,6 +36,10 @@ def _tv_kernel(links, values, voxel_ids, scale, grad, col_start, col_end, out_lo
             norm = math.sqrt(ddx * ddx + ddy * ddy + ddz * ddz + TV_EPS)
             loss += norm
             g = scale / norm
+            if use_flags and col == col_start:
+                for row in (r0, rx, ry, rz):
+                    if row >= 0:
+                        row_flags[row] = 1
             if r0 >= 0:
                 grad[r0, col] -= g * (ddx + ddy + ddz)
             if rx >= 0:
@@ -45,14 +51,15 @@ def _tv_kernel(links, values, voxel_ids, scale, grad, col_start, col_end, out_lo
         out_loss[col] = loss * scale
 
 
-def tv_grad(links, values, voxel_flat_ids, weight, grad, columns=None) -> float:
+def tv_grad(links, values, voxel_flat_ids, weight, grad, columns=None, row_flags=None) -> float:
     """Total variation on a subset of voxels; adds its gradient into ``grad`` and returns the loss.
 
     values, grad: (N, C) float32 (or (N,) for density). voxel_flat_ids: int64 indices into the flattened
     (R, R, R) grid (row-major). Per column, each selected voxel contributes
     sqrt(dx^2 + dy^2 + dz^2 + 1e-9) with forward differences to its +x, +y, +z neighbours (voxels on the
     far faces are skipped; empty neighbours count as 0). Loss = weight * mean over the subset, summed over
-    columns. ``columns``: optional (start, end) column range.
+    columns. ``columns``: optional (start, end) column range. ``row_flags``: optional uint8 (N,) set to 1 on
+    every row that receives a gradient.
     """
     v2 = values.reshape(values.shape[0], -1)
     g2 = grad.reshape(grad.shape[0], -1)
@@ -61,7 +68,8 @@ def tv_grad(links, values, voxel_flat_ids, weight, grad, columns=None) -> float:
     if ids.size == 0 or weight == 0.0:
         return 0.0
     out = np.zeros(v2.shape[1], dtype=np.float64)
-    _tv_kernel(links, v2, ids, np.float32(weight / ids.size), g2, start, end, out)
+    flags = np.zeros(0, np.uint8) if row_flags is None else row_flags
+    _tv_kernel(links, v2, ids, np.float32(weight / ids.size), g2, start, end, out, flags)
     return float(out.sum())
 
 

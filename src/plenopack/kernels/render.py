@@ -10,10 +10,12 @@ Ray marching (identical in every kernel, so forward and backward see the same sa
 Empty occupancy cells (see occupancy.py) are skipped on the same sample lattice, so results do not depend
 on whether an occupancy field is given.
 
-Gradients (backward) follow svox2: a second march with the running remainder
-``rest = rgb - sum_{j<=k} w_j c_j`` gives d rgb / d sigma_k = dt * (T_{k+1} c_k - rest). Gradients are
-accumulated race-free into one buffer per thread (`GradWorkspace`), touching only the rows a ray used,
-then summed into the caller's arrays. On a GPU the per-thread buffers become atomic adds.
+Gradients (backward) follow svox2: the forward march records each sample with sigma > 0 (corner rows,
+trilinear weights, raw colour, alpha) in per-thread scratch, and a second pass over those records with the
+running remainder ``rest = rgb - sum_{j<=k} w_j c_j`` gives d rgb / d sigma_k = dt * (T_{k+1} c_k - rest).
+Gradients are accumulated race-free into one buffer per thread (`GradWorkspace`), touching only the rows a
+ray used, then summed into the caller's arrays. On a GPU the per-thread buffers become atomic adds and the
+sample records per-thread local memory (or a second march, as svox2 does).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from plenopack.kernels.device import cell_corners, eval_sh_basis, next_sample, r
 
 _EMPTY_OCCUPANCY = np.ones((1, 1, 1), dtype=np.uint8)
 _NO_MIN_ACC = np.zeros(0, dtype=np.float32)
+_NO_ROW_FLAGS = np.zeros(0, dtype=np.uint8)
 
 
 @njit(inline="always", fastmath=True, cache=True)
@@ -103,8 +106,10 @@ def _forward_kernel(links, density, sh, basis_count, origins, dirs, background, 
 @njit(parallel=True, fastmath=True, cache=True)
 def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, background, bg_stride, step_size,
                  stop_thresh, near, occupancy, block, use_occupancy, beta_weight, min_acc, min_acc_weight,
-                 buf_density, buf_sh, touched, touched_rows, touched_count, out_rgb, out_acc, out_sqerr):
+                 buf_density, buf_sh, touched, touched_rows, touched_count, s_rows, s_weights, s_raw, s_alpha,
+                 out_rgb, out_acc, out_sqerr):
     reso = links.shape[0]
+    capacity = s_alpha.shape[1]
     nrays = origins.shape[0]
     dt = step_size * 2.0 / reso
     grad_scale = 2.0 / (3.0 * nrays)  # d mean((rgb - target)^2) / d rgb
@@ -114,15 +119,13 @@ def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, backgro
     for r in prange(nrays):
         tid = numba.get_thread_id()
         basis = np.empty(16, dtype=np.float32)
-        rows = np.empty(8, dtype=np.int32)
-        weights = np.empty(8, dtype=np.float32)
-        raw = np.empty(3, dtype=np.float32)
         ox, oy, oz = origins[r, 0], origins[r, 1], origins[r, 2]
         dx, dy, dz = dirs[r, 0], dirs[r, 1], dirs[r, 2]
         eval_sh_basis(basis_count, dx, dy, dz, basis)
         t_in, t_out = ray_cube_interval(ox, oy, oz, dx, dy, dz, near)
         bi = r * bg_stride
-        # ---- forward march
+        # ---- forward march, recording each sample with sigma > 0 (corners, weights, raw colour, alpha)
+        n_samples = 0
         cr = 0.0
         cg = 0.0
         cb = 0.0
@@ -134,9 +137,16 @@ def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, backgro
                                             t_out)
                 if t >= t_out:
                     break
+                if n_samples == capacity:
+                    break
+                rows = s_rows[tid, n_samples]
+                weights = s_weights[tid, n_samples]
+                raw = s_raw[tid, n_samples]
                 sigma = _sample(links, density, sh, basis_count, basis, gx, gy, gz, rows, weights, raw)
                 if sigma > 0.0:
                     alpha = 1.0 - math.exp(-sigma * dt)
+                    s_alpha[tid, n_samples] = alpha
+                    n_samples += 1
                     w = trans * alpha
                     cr += w * min(max(raw[0], 0.0), 1.0)
                     cg += w * min(max(raw[1], 0.0), 1.0)
@@ -170,67 +180,63 @@ def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, backgro
         if use_min_acc and min_acc[r] > acc:
             dacc -= 2.0 * min_acc_scale * (min_acc[r] - acc)
         dbeta = dacc * t_final * dt
-        # ---- backward march over the same samples
-        if t_in < t_out:
-            rest_r = cr
-            rest_g = cg
-            rest_b = cb
-            trans = 1.0
-            t = t_in + 0.5 * dt
-            while True:
-                t, gx, gy, gz = next_sample(occupancy, block, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t, dt,
-                                            t_out)
-                if t >= t_out:
-                    break
-                sigma = _sample(links, density, sh, basis_count, basis, gx, gy, gz, rows, weights, raw)
-                if sigma > 0.0:
-                    alpha = 1.0 - math.exp(-sigma * dt)
-                    w = trans * alpha
-                    kr = min(max(raw[0], 0.0), 1.0)
-                    kg = min(max(raw[1], 0.0), 1.0)
-                    kb = min(max(raw[2], 0.0), 1.0)
-                    rest_r -= w * kr
-                    rest_g -= w * kg
-                    rest_b -= w * kb
-                    t_next_trans = trans * (1.0 - alpha)
-                    dsigma = dt * (gr * (t_next_trans * kr - rest_r) + gg * (t_next_trans * kg - rest_g)
-                                   + gb * (t_next_trans * kb - rest_b)) + dbeta
-                    # colour gradient w.r.t. the raw (pre-clamp) value, zero where clamped
-                    dcr = gr * w if 0.0 < raw[0] < 1.0 else 0.0
-                    dcg = gg * w if 0.0 < raw[1] < 1.0 else 0.0
-                    dcb = gb * w if 0.0 < raw[2] < 1.0 else 0.0
-                    for c in range(8):
-                        row = rows[c]
-                        if row < 0:
-                            continue
-                        wc = weights[c]
-                        if touched[tid, row] == 0:
-                            touched[tid, row] = 1
-                            touched_rows[tid, touched_count[tid]] = row
-                            touched_count[tid] += 1
-                        buf_density[tid, row] += wc * dsigma
-                        for b in range(basis_count):
-                            yb = wc * basis[b]
-                            buf_sh[tid, row, b] += dcr * yb
-                            buf_sh[tid, row, basis_count + b] += dcg * yb
-                            buf_sh[tid, row, 2 * basis_count + b] += dcb * yb
-                    trans = t_next_trans
-                    if trans < stop_thresh:
-                        break
-                t += dt
+        # ---- backward pass over the samples the forward march recorded (those with sigma > 0)
+        rest_r = cr
+        rest_g = cg
+        rest_b = cb
+        trans = 1.0
+        for k in range(n_samples):
+            rows = s_rows[tid, k]
+            weights = s_weights[tid, k]
+            raw = s_raw[tid, k]
+            alpha = s_alpha[tid, k]
+            w = trans * alpha
+            kr = min(max(raw[0], 0.0), 1.0)
+            kg = min(max(raw[1], 0.0), 1.0)
+            kb = min(max(raw[2], 0.0), 1.0)
+            rest_r -= w * kr
+            rest_g -= w * kg
+            rest_b -= w * kb
+            t_next_trans = trans * (1.0 - alpha)
+            dsigma = dt * (gr * (t_next_trans * kr - rest_r) + gg * (t_next_trans * kg - rest_g)
+                           + gb * (t_next_trans * kb - rest_b)) + dbeta
+            # colour gradient w.r.t. the raw (pre-clamp) value, zero where clamped
+            dcr = gr * w if 0.0 < raw[0] < 1.0 else 0.0
+            dcg = gg * w if 0.0 < raw[1] < 1.0 else 0.0
+            dcb = gb * w if 0.0 < raw[2] < 1.0 else 0.0
+            for c in range(8):
+                row = rows[c]
+                if row < 0:
+                    continue
+                wc = weights[c]
+                if touched[tid, row] == 0:
+                    touched[tid, row] = 1
+                    touched_rows[tid, touched_count[tid]] = row
+                    touched_count[tid] += 1
+                buf_density[tid, row] += wc * dsigma
+                for b in range(basis_count):
+                    yb = wc * basis[b]
+                    buf_sh[tid, row, b] += dcr * yb
+                    buf_sh[tid, row, basis_count + b] += dcg * yb
+                    buf_sh[tid, row, 2 * basis_count + b] += dcb * yb
+            trans = t_next_trans
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _reduce_kernel(buf_density, buf_sh, touched, touched_rows, touched_count, grad_density, grad_sh):
-    """Sum per-thread buffers into the gradients and clear them; rows are split between threads by row % T."""
+def _reduce_kernel(buf_density, buf_sh, touched, touched_rows, touched_count, grad_density, grad_sh, row_flags):
+    """Sum per-thread buffers into the gradients and clear them; rows are split between threads by row % T.
+    Sets row_flags[row] = 1 for every row summed (when row_flags has one entry per row)."""
     nthreads = buf_density.shape[0]
     ncols = buf_sh.shape[2]
+    use_flags = row_flags.shape[0] == grad_density.shape[0]
     for owner in prange(nthreads):
         for src in range(nthreads):
             for i in range(touched_count[src]):
                 row = touched_rows[src, i]
                 if row % nthreads != owner:
                     continue
+                if use_flags:
+                    row_flags[row] = 1
                 grad_density[row] += buf_density[src, row]
                 buf_density[src, row] = 0.0
                 for j in range(ncols):
@@ -257,9 +263,25 @@ class GradWorkspace:
         self.touched = np.zeros((threads, num_voxels), dtype=np.uint8)
         self.touched_rows = np.zeros((threads, num_voxels), dtype=np.int32)
         self.touched_count = np.zeros(threads, dtype=np.int64)
+        self.s_alpha = np.empty((threads, 0), dtype=np.float32)
+
+    def sample_records(self, capacity: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per-thread records of up to ``capacity`` samples of one ray: rows (8), weights (8), raw rgb, alpha."""
+        threads = self.shape[2]
+        if self.s_alpha.shape[1] < capacity:
+            self.s_rows = np.empty((threads, capacity, 8), dtype=np.int32)
+            self.s_weights = np.empty((threads, capacity, 8), dtype=np.float32)
+            self.s_raw = np.empty((threads, capacity, 3), dtype=np.float32)
+            self.s_alpha = np.empty((threads, capacity), dtype=np.float32)
+        return self.s_rows, self.s_weights, self.s_raw, self.s_alpha
 
     def fits(self, num_voxels: int, num_sh: int) -> bool:
         return self.shape == (num_voxels, num_sh, numba.get_num_threads())
+
+
+def max_samples_per_ray(reso: int, step_size: float) -> int:
+    """Upper bound on the samples of one ray: the cube diagonal 2 sqrt(3) over dt = step_size * 2 / R."""
+    return int(math.ceil(math.sqrt(3.0) * reso / step_size)) + 4
 
 
 def _background_rows(background, nrays):
@@ -300,14 +322,15 @@ def render_rays(links, density, sh, sh_degree, origins, dirs, background, step_s
 
 def render_rays_grad(links, density, sh, sh_degree, origins, dirs, target, background, grad_density, grad_sh,
                      step_size=0.5, stop_thresh=1e-4, occupancy=None, beta_weight=0.0, near=0.0,
-                     workspace: GradWorkspace | None = None, min_acc=None, min_acc_weight=0.0):
+                     workspace: GradWorkspace | None = None, min_acc=None, min_acc_weight=0.0, row_flags=None):
     """Fused forward + backward of the photometric loss over a batch of rays.
 
     Loss = mean over rays and channels of (rgb - target)^2, plus ``beta_weight`` * mean over rays of
     log(acc) + log(1 - acc) (acc clamped to [1e-3, 1 - 1e-3]; pushes opacity to 0 or 1), plus
     ``min_acc_weight`` * mean over rays of max(0, min_acc - acc)^2 when ``min_acc`` (B,) is given (object
     masks: object pixels must be opaque).
-    Adds the loss gradient into grad_density (N,) and grad_sh (N, C) (float32, in place).
+    Adds the loss gradient into grad_density (N,) and grad_sh (N, C) (float32, in place), and sets
+    ``row_flags`` (optional uint8 (N,)) to 1 on every row the batch touched (see `rmsprop_step`'s rows).
     Returns (rgb (B, 3), acc (B,), mse) where mse is the photometric term only. The gradient with
     respect to a learned per-ray background is (1 - acc) * d loss / d rgb.
     """
@@ -322,11 +345,13 @@ def render_rays_grad(links, density, sh, sh_degree, origins, dirs, target, backg
     if n == 0:
         return rgb, acc, 0.0
     ws = workspace
+    records = ws.sample_records(max_samples_per_ray(links.shape[0], step_size))
     _grad_kernel(links, density, sh, (sh_degree + 1) ** 2, np.ascontiguousarray(origins, np.float32),
                  np.ascontiguousarray(dirs, np.float32), np.ascontiguousarray(target, np.float32), bg, stride,
                  np.float32(step_size), np.float32(stop_thresh), np.float32(near), cells, block, use,
                  np.float32(beta_weight), _NO_MIN_ACC if min_acc is None else np.ascontiguousarray(min_acc, np.float32),
                  np.float32(min_acc_weight), ws.buf_density, ws.buf_sh, ws.touched, ws.touched_rows,
-                 ws.touched_count, rgb, acc, sqerr)
-    _reduce_kernel(ws.buf_density, ws.buf_sh, ws.touched, ws.touched_rows, ws.touched_count, grad_density, grad_sh)
+                 ws.touched_count, *records, rgb, acc, sqerr)
+    _reduce_kernel(ws.buf_density, ws.buf_sh, ws.touched, ws.touched_rows, ws.touched_count, grad_density, grad_sh,
+                   _NO_ROW_FLAGS if row_flags is None else row_flags)
     return rgb, acc, float(sqerr.sum(dtype=np.float64) / (3 * n))

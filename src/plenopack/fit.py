@@ -5,7 +5,7 @@ Training (PeRFception's CO3D recipe, on the CPU kernels):
   ``foreground_fraction`` > 0 that share of each batch is drawn from mask pixels instead, so the object
   (what masked metrics score) gets more of the gradient than the easy background;
 - loss = MSE + lambda_tv TV(density) + lambda_tv_sh TV(SH) + lambda_sparsity Cauchy(density)
-  + lambda_beta beta(acc) + lambda_distortion distortion(weights along each ray); TV and sparsity on ``tv_fraction`` of the occupied voxels per step, TV weights
+  + lambda_beta beta(acc); TV and sparsity on ``tv_fraction`` of the occupied voxels per step, TV weights
   halved at each upsampling; RMSProp (beta 0.95), lr_sigma constant by default, lr_sh decaying
   log-linearly from lr_sh to lr_sh_final over ``lr_sh_decay_steps`` (default: the whole fit);
 - scenes with masks (or alpha) train against a random background colour per ray so that the grid cannot
@@ -65,7 +65,6 @@ class FitConfig:
     tv_halve_on_upsample: bool = True
     lambda_sparsity: float = 1e-10
     lambda_beta: float = 1e-5
-    lambda_distortion: float = 0.0  # mip-NeRF 360's distortion loss per ray (t in unit-cube units): one thin surface
     lambda_mask: float = 0.0  # full-frame fits of scenes with masks: lambda * mean(max(0, mask - acc)^2) keeps the object opaque in the grid
     step_size: float = 0.5  # voxels per ray-marching step
     stop_thresh: float = 1e-4  # early termination when transmittance falls below
@@ -416,7 +415,6 @@ def fit(scene: Scene, config: FitConfig, progress: bool = True, grid: Grid | Non
                     grid.links, grid.density, grid.sh, grid.sh_degree, origins, dirs, target, bg,
                     opt.grad_density, opt.grad_sh, config.step_size, config.stop_thresh, occ,
                     config.lambda_beta, near=config.near_clip, workspace=opt.workspace,
-                    distortion_weight=config.lambda_distortion,
                     min_acc=rays.object_mask[flat] if floor_weight else None, min_acc_weight=floor_weight,
                     row_flags=opt.row_flags)
                 if msi is not None:  # d loss / d background = (1 - acc) d loss / d rgb

@@ -102,16 +102,11 @@ def render_rays(links, density, sh, sh_degree, origins, dirs, background, step_s
 
 
 def loss(links, density, sh, sh_degree, origins, dirs, target, background, step_size=0.5, stop_thresh=1e-4,
-         beta_weight=0.0, near=0.0, min_acc=None, min_acc_weight=0.0, distortion_weight=0.0) -> float:
+         beta_weight=0.0, near=0.0, min_acc=None, min_acc_weight=0.0) -> float:
     """The scalar loss whose gradient kernels.render_rays_grad accumulates."""
     rgb, _, acc = render_rays(links, density, sh, sh_degree, origins, dirs, background, step_size, stop_thresh,
                               near)
     value = float(np.mean((rgb - target) ** 2))
-    if distortion_weight:
-        f = _forward_samples(links, density, sh, sh_degree, origins, dirs, step_size, stop_thresh, near)
-        w, t = f["weights"], f["t"]
-        pairs = (w[:, :, None] * w[:, None, :] * np.abs(t[:, :, None] - t[:, None, :])).sum(axis=(1, 2))
-        value += distortion_weight * float(np.mean(pairs + f["dt"] / 3.0 * (w ** 2).sum(axis=1)))
     if beta_weight:
         a = np.clip(acc, 1e-3, 1 - 1e-3)
         value += beta_weight * float(np.mean(np.log(a) + np.log(1 - a)))

@@ -106,8 +106,8 @@ def _forward_kernel(links, density, sh, basis_count, origins, dirs, background, 
 @njit(parallel=True, fastmath=True, cache=True)
 def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, background, bg_stride, step_size,
                  stop_thresh, near, occupancy, block, use_occupancy, beta_weight, min_acc, min_acc_weight,
-                 distortion_weight, buf_density, buf_sh, touched, touched_rows, touched_count, s_rows, s_weights,
-                 s_raw, s_alpha, s_t, out_rgb, out_acc, out_sqerr):
+                 buf_density, buf_sh, touched, touched_rows, touched_count, s_rows, s_weights, s_raw, s_alpha,
+                 out_rgb, out_acc, out_sqerr):
     reso = links.shape[0]
     capacity = s_alpha.shape[1]
     nrays = origins.shape[0]
@@ -115,7 +115,6 @@ def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, backgro
     grad_scale = 2.0 / (3.0 * nrays)  # d mean((rgb - target)^2) / d rgb
     beta_scale = beta_weight / nrays
     min_acc_scale = min_acc_weight / nrays
-    dist_scale = distortion_weight / nrays
     use_min_acc = min_acc.shape[0] == nrays
     for r in prange(nrays):
         tid = numba.get_thread_id()
@@ -125,14 +124,12 @@ def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, backgro
         eval_sh_basis(basis_count, dx, dy, dz, basis)
         t_in, t_out = ray_cube_interval(ox, oy, oz, dx, dy, dz, near)
         bi = r * bg_stride
-        # ---- forward march, recording each sample with sigma > 0 (corners, weights, raw colour, alpha, t)
+        # ---- forward march, recording each sample with sigma > 0 (corners, weights, raw colour, alpha)
         n_samples = 0
         cr = 0.0
         cg = 0.0
         cb = 0.0
         trans = 1.0
-        sum_w = 0.0  # for the distortion term: sum_k w_k and sum_k w_k t_k
-        sum_wt = 0.0
         if t_in < t_out:
             t = t_in + 0.5 * dt
             while True:
@@ -149,11 +146,8 @@ def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, backgro
                 if sigma > 0.0:
                     alpha = 1.0 - math.exp(-sigma * dt)
                     s_alpha[tid, n_samples] = alpha
-                    s_t[tid, n_samples] = t
                     n_samples += 1
                     w = trans * alpha
-                    sum_w += w
-                    sum_wt += w * t
                     cr += w * min(max(raw[0], 0.0), 1.0)
                     cg += w * min(max(raw[1], 0.0), 1.0)
                     cb += w * min(max(raw[2], 0.0), 1.0)
@@ -186,26 +180,6 @@ def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, backgro
         if use_min_acc and min_acc[r] > acc:
             dacc -= 2.0 * min_acc_scale * (min_acc[r] - acc)
         dbeta = dacc * t_final * dt
-        # distortion (mip-NeRF 360): L = w/B * sum_r [sum_ij w_i w_j |t_i - t_j| + dt/3 sum_i w_i^2], whose
-        # d L / d w_i = G_i = 2 sum_j w_j |t_i - t_j| + 2 dt/3 w_i, and d L / d sigma_k =
-        # dt (T_{k+1} G_k - sum_{i>k} w_i G_i): one pass for sum_i w_i G_i, the rest in the backward loop
-        rest_dist = 0.0
-        if dist_scale != 0.0:
-            trans = 1.0
-            w_before = 0.0
-            wt_before = 0.0
-            for k in range(n_samples):
-                w = trans * s_alpha[tid, k]
-                tk = s_t[tid, k]
-                after_w = sum_w - w_before - w
-                after_wt = sum_wt - wt_before - w * tk
-                gk = 2.0 * (tk * w_before - wt_before + after_wt - tk * after_w) + (2.0 / 3.0) * dt * w
-                rest_dist += w * gk
-                w_before += w
-                wt_before += w * tk
-                trans *= 1.0 - s_alpha[tid, k]
-        w_before = 0.0
-        wt_before = 0.0
         # ---- backward pass over the samples the forward march recorded (those with sigma > 0)
         rest_r = cr
         rest_g = cg
@@ -226,15 +200,6 @@ def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, backgro
             t_next_trans = trans * (1.0 - alpha)
             dsigma = dt * (gr * (t_next_trans * kr - rest_r) + gg * (t_next_trans * kg - rest_g)
                            + gb * (t_next_trans * kb - rest_b)) + dbeta
-            if dist_scale != 0.0:
-                tk = s_t[tid, k]
-                after_w = sum_w - w_before - w
-                after_wt = sum_wt - wt_before - w * tk
-                gk = 2.0 * (tk * w_before - wt_before + after_wt - tk * after_w) + (2.0 / 3.0) * dt * w
-                rest_dist -= w * gk
-                dsigma += dist_scale * dt * (t_next_trans * gk - rest_dist)
-                w_before += w
-                wt_before += w * tk
             # colour gradient w.r.t. the raw (pre-clamp) value, zero where clamped
             dcr = gr * w if 0.0 < raw[0] < 1.0 else 0.0
             dcg = gg * w if 0.0 < raw[1] < 1.0 else 0.0
@@ -300,16 +265,15 @@ class GradWorkspace:
         self.touched_count = np.zeros(threads, dtype=np.int64)
         self.s_alpha = np.empty((threads, 0), dtype=np.float32)
 
-    def sample_records(self, capacity: int) -> tuple[np.ndarray, ...]:
-        """Per-thread records of up to ``capacity`` samples of one ray: rows (8), weights (8), raw rgb, alpha, t."""
+    def sample_records(self, capacity: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per-thread records of up to ``capacity`` samples of one ray: rows (8), weights (8), raw rgb, alpha."""
         threads = self.shape[2]
         if self.s_alpha.shape[1] < capacity:
             self.s_rows = np.empty((threads, capacity, 8), dtype=np.int32)
             self.s_weights = np.empty((threads, capacity, 8), dtype=np.float32)
             self.s_raw = np.empty((threads, capacity, 3), dtype=np.float32)
             self.s_alpha = np.empty((threads, capacity), dtype=np.float32)
-            self.s_t = np.empty((threads, capacity), dtype=np.float32)
-        return self.s_rows, self.s_weights, self.s_raw, self.s_alpha, self.s_t
+        return self.s_rows, self.s_weights, self.s_raw, self.s_alpha
 
     def fits(self, num_voxels: int, num_sh: int) -> bool:
         return self.shape == (num_voxels, num_sh, numba.get_num_threads())
@@ -358,16 +322,13 @@ def render_rays(links, density, sh, sh_degree, origins, dirs, background, step_s
 
 def render_rays_grad(links, density, sh, sh_degree, origins, dirs, target, background, grad_density, grad_sh,
                      step_size=0.5, stop_thresh=1e-4, occupancy=None, beta_weight=0.0, near=0.0,
-                     workspace: GradWorkspace | None = None, min_acc=None, min_acc_weight=0.0, row_flags=None,
-                     distortion_weight=0.0):
+                     workspace: GradWorkspace | None = None, min_acc=None, min_acc_weight=0.0, row_flags=None):
     """Fused forward + backward of the photometric loss over a batch of rays.
 
     Loss = mean over rays and channels of (rgb - target)^2, plus ``beta_weight`` * mean over rays of
     log(acc) + log(1 - acc) (acc clamped to [1e-3, 1 - 1e-3]; pushes opacity to 0 or 1), plus
     ``min_acc_weight`` * mean over rays of max(0, min_acc - acc)^2 when ``min_acc`` (B,) is given (object
-    masks: object pixels must be opaque), plus ``distortion_weight`` * mean over rays of mip-NeRF 360's
-    distortion sum_ij w_i w_j |t_i - t_j| + dt/3 sum_i w_i^2 (t in unit-cube units; pulls each ray's
-    weights together into one thin surface).
+    masks: object pixels must be opaque).
     Adds the loss gradient into grad_density (N,) and grad_sh (N, C) (float32, in place), and sets
     ``row_flags`` (optional uint8 (N,)) to 1 on every row the batch touched (see `rmsprop_step`'s rows).
     Returns (rgb (B, 3), acc (B,), mse) where mse is the photometric term only. The gradient with
@@ -389,8 +350,8 @@ def render_rays_grad(links, density, sh, sh_degree, origins, dirs, target, backg
                  np.ascontiguousarray(dirs, np.float32), np.ascontiguousarray(target, np.float32), bg, stride,
                  np.float32(step_size), np.float32(stop_thresh), np.float32(near), cells, block, use,
                  np.float32(beta_weight), _NO_MIN_ACC if min_acc is None else np.ascontiguousarray(min_acc, np.float32),
-                 np.float32(min_acc_weight), np.float32(distortion_weight), ws.buf_density, ws.buf_sh, ws.touched,
-                 ws.touched_rows, ws.touched_count, *records, rgb, acc, sqerr)
+                 np.float32(min_acc_weight), ws.buf_density, ws.buf_sh, ws.touched, ws.touched_rows,
+                 ws.touched_count, *records, rgb, acc, sqerr)
     _reduce_kernel(ws.buf_density, ws.buf_sh, ws.touched, ws.touched_rows, ws.touched_count, grad_density, grad_sh,
                    _NO_ROW_FLAGS if row_flags is None else row_flags)
     return rgb, acc, float(sqerr.sum(dtype=np.float64) / (3 * n))

@@ -162,7 +162,7 @@ def test_gradient_accumulates_and_workspace_is_reusable():
     K.render_rays_grad(g.links, g.density, g.sh, 1, o, d, target, np.ones(3, np.float32), gd2, gs2, workspace=ws)
     np.testing.assert_allclose(gd2, 2 * gd1, rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(gs2, 2 * gs1, rtol=1e-5, atol=1e-9)
-    assert not ws.buf_sh.any() and not ws.touched.any()
+    assert not ws.buf_sh.any() and not ws.buf_density.any() and not ws.row_flags.any()
 
 
 def test_row_flags_mark_every_row_given_a_gradient():

@@ -35,7 +35,7 @@ from scipy import ndimage
 
 from plenopack import kernels
 from plenopack.errors import PlenopackError
-from plenopack.grid import Grid, SphereBackground, sh_basis_count
+from plenopack.grid import Grid, SphereBackground, morton_order, sh_basis_count
 from plenopack.scene.base import Scene
 
 PRUNE_MODES = ("sigma", "weight", "none")
@@ -267,9 +267,11 @@ def _voxel_centres(coords: np.ndarray, reso: int) -> np.ndarray:
 
 
 def _grid_from_mask(old: Grid | None, mask: np.ndarray, sh_degree: int, init_density: float) -> Grid:
-    """A grid occupying ``mask`` (R^3 bool), values resampled from ``old`` (or initialised)."""
+    """A grid occupying ``mask`` (R^3 bool), values resampled from ``old`` (or initialised); rows in Morton
+    order (memory locality for the kernels)."""
     reso = mask.shape[0]
     coords = np.argwhere(mask).astype(np.int32)
+    coords = coords[morton_order(coords)]
     if old is None:
         n = len(coords)
         density = np.full(n, init_density, np.float32)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -11,13 +12,16 @@ TV_EPS = 1e-9
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _tv_kernel(links, values, voxel_ids, scale, grad, col_start, col_end, out_loss, row_flags):
-    """One column per parallel iteration, so the scattered gradient writes never race (the first column's
-    iteration alone sets row_flags)."""
+def _tv_kernel(links, values, voxel_ids, scale, grad, col_start, col_end, groups, out_loss, row_flags):
+    """Columns are split into ``groups`` contiguous blocks, one per parallel iteration, so the scattered
+    gradient writes never race; each voxel's row is read once per block (the first block alone sets
+    row_flags)."""
     reso = links.shape[0]
     use_flags = row_flags.shape[0] == values.shape[0]
-    for col in prange(col_start, col_end):
-        loss = 0.0
+    span = col_end - col_start
+    for grp in prange(groups):
+        c0 = col_start + span * grp // groups
+        c1 = col_start + span * (grp + 1) // groups
         for n in range(voxel_ids.shape[0]):
             flat = voxel_ids[n]
             i = flat // (reso * reso)
@@ -29,26 +33,26 @@ def _tv_kernel(links, values, voxel_ids, scale, grad, col_start, col_end, out_lo
             rx = links[i + 1, j, k]
             ry = links[i, j + 1, k]
             rz = links[i, j, k + 1]
-            v0 = values[r0, col] if r0 >= 0 else 0.0
-            ddx = (values[rx, col] if rx >= 0 else 0.0) - v0
-            ddy = (values[ry, col] if ry >= 0 else 0.0) - v0
-            ddz = (values[rz, col] if rz >= 0 else 0.0) - v0
-            norm = math.sqrt(ddx * ddx + ddy * ddy + ddz * ddz + TV_EPS)
-            loss += norm
-            g = scale / norm
-            if use_flags and col == col_start:
+            if use_flags and grp == 0:
                 for row in (r0, rx, ry, rz):
                     if row >= 0:
                         row_flags[row] = 1
-            if r0 >= 0:
-                grad[r0, col] -= g * (ddx + ddy + ddz)
-            if rx >= 0:
-                grad[rx, col] += g * ddx
-            if ry >= 0:
-                grad[ry, col] += g * ddy
-            if rz >= 0:
-                grad[rz, col] += g * ddz
-        out_loss[col] = loss * scale
+            for col in range(c0, c1):
+                v0 = values[r0, col] if r0 >= 0 else 0.0
+                ddx = (values[rx, col] if rx >= 0 else 0.0) - v0
+                ddy = (values[ry, col] if ry >= 0 else 0.0) - v0
+                ddz = (values[rz, col] if rz >= 0 else 0.0) - v0
+                norm = math.sqrt(ddx * ddx + ddy * ddy + ddz * ddz + TV_EPS)
+                out_loss[col] += norm * scale
+                g = scale / norm
+                if r0 >= 0:
+                    grad[r0, col] -= g * (ddx + ddy + ddz)
+                if rx >= 0:
+                    grad[rx, col] += g * ddx
+                if ry >= 0:
+                    grad[ry, col] += g * ddy
+                if rz >= 0:
+                    grad[rz, col] += g * ddz
 
 
 def tv_grad(links, values, voxel_flat_ids, weight, grad, columns=None, row_flags=None) -> float:
@@ -69,7 +73,8 @@ def tv_grad(links, values, voxel_flat_ids, weight, grad, columns=None, row_flags
         return 0.0
     out = np.zeros(v2.shape[1], dtype=np.float64)
     flags = np.zeros(0, np.uint8) if row_flags is None else row_flags
-    _tv_kernel(links, v2, ids, np.float32(weight / ids.size), g2, start, end, out, flags)
+    groups = max(1, min(end - start, numba.get_num_threads()))
+    _tv_kernel(links, v2, ids, np.float32(weight / ids.size), g2, start, end, groups, out, flags)
     return float(out.sum())
 
 

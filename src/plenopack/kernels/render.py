@@ -13,9 +13,10 @@ on whether an occupancy field is given.
 Gradients (backward) follow svox2: the forward march records each sample with sigma > 0 (corner rows,
 trilinear weights, raw colour, alpha) in per-thread scratch, and a second pass over those records with the
 running remainder ``rest = rgb - sum_{j<=k} w_j c_j`` gives d rgb / d sigma_k = dt * (T_{k+1} c_k - rest).
-Gradients are accumulated race-free into one buffer per thread (`GradWorkspace`), touching only the rows a
-ray used, then summed into the caller's arrays. On a GPU the per-thread buffers become atomic adds and the
-sample records per-thread local memory (or a second march, as svox2 does).
+Gradients are accumulated race-free: numba thread 0 adds into the caller's arrays, every other thread into a
+buffer of its own (`GradWorkspace`); each flags the rows it touched, and only the flagged rows of the buffers
+are then summed into the caller's arrays. On a GPU the buffers become atomic adds and the sample records
+per-thread local memory (or a second march, as svox2 does).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from plenopack.kernels.device import cell_corners, eval_sh_basis, next_sample, r
 
 _EMPTY_OCCUPANCY = np.ones((1, 1, 1), dtype=np.uint8)
 _NO_MIN_ACC = np.zeros(0, dtype=np.float32)
-_NO_ROW_FLAGS = np.zeros(0, dtype=np.uint8)
 
 
 @njit(inline="always", fastmath=True, cache=True)
@@ -106,7 +106,7 @@ def _forward_kernel(links, density, sh, basis_count, origins, dirs, background, 
 @njit(parallel=True, fastmath=True, cache=True)
 def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, background, bg_stride, step_size,
                  stop_thresh, near, occupancy, block, use_occupancy, beta_weight, min_acc, min_acc_weight,
-                 buf_density, buf_sh, touched, touched_rows, touched_count, s_rows, s_weights, s_raw, s_alpha,
+                 grad_density, grad_sh, buf_density, buf_sh, row_flags, s_rows, s_weights, s_raw, s_alpha,
                  out_rgb, out_acc, out_sqerr):
     reso = links.shape[0]
     capacity = s_alpha.shape[1]
@@ -118,6 +118,12 @@ def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, backgro
     use_min_acc = min_acc.shape[0] == nrays
     for r in prange(nrays):
         tid = numba.get_thread_id()
+        if tid == 0:  # thread 0 accumulates straight into the caller's gradients, the others into their buffers
+            g_density = grad_density
+            g_sh = grad_sh
+        else:
+            g_density = buf_density[tid - 1]
+            g_sh = buf_sh[tid - 1]
         basis = np.empty(16, dtype=np.float32)
         ox, oy, oz = origins[r, 0], origins[r, 1], origins[r, 2]
         dx, dy, dz = dirs[r, 0], dirs[r, 1], dirs[r, 2]
@@ -209,60 +215,45 @@ def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, backgro
                 if row < 0:
                     continue
                 wc = weights[c]
-                if touched[tid, row] == 0:
-                    touched[tid, row] = 1
-                    touched_rows[tid, touched_count[tid]] = row
-                    touched_count[tid] += 1
-                buf_density[tid, row] += wc * dsigma
+                row_flags[row] = 1  # every writer stores the same value: a benign race
+                g_density[row] += wc * dsigma
                 for b in range(basis_count):
                     yb = wc * basis[b]
-                    buf_sh[tid, row, b] += dcr * yb
-                    buf_sh[tid, row, basis_count + b] += dcg * yb
-                    buf_sh[tid, row, 2 * basis_count + b] += dcb * yb
+                    g_sh[row, b] += dcr * yb
+                    g_sh[row, basis_count + b] += dcg * yb
+                    g_sh[row, 2 * basis_count + b] += dcb * yb
             trans = t_next_trans
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _reduce_kernel(buf_density, buf_sh, touched, touched_rows, touched_count, grad_density, grad_sh, row_flags):
-    """Sum per-thread buffers into the gradients and clear them; rows are split between threads by row % T.
-    Sets row_flags[row] = 1 for every row summed (when row_flags has one entry per row)."""
-    nthreads = buf_density.shape[0]
+def _reduce_kernel(buf_density, buf_sh, rows, grad_density, grad_sh):
+    """Add the per-thread buffers into the gradients on the given rows (one row per parallel iteration, so no
+    races) and clear them there."""
     ncols = buf_sh.shape[2]
-    use_flags = row_flags.shape[0] == grad_density.shape[0]
-    for owner in prange(nthreads):
-        for src in range(nthreads):
-            for i in range(touched_count[src]):
-                row = touched_rows[src, i]
-                if row % nthreads != owner:
-                    continue
-                if use_flags:
-                    row_flags[row] = 1
-                grad_density[row] += buf_density[src, row]
-                buf_density[src, row] = 0.0
-                for j in range(ncols):
-                    grad_sh[row, j] += buf_sh[src, row, j]
-                    buf_sh[src, row, j] = 0.0
-    for src in range(nthreads):
-        for i in range(touched_count[src]):
-            touched[src, touched_rows[src, i]] = 0
-        touched_count[src] = 0
+    for n in prange(rows.shape[0]):
+        row = rows[n]
+        for src in range(buf_density.shape[0]):
+            grad_density[row] += buf_density[src, row]
+            buf_density[src, row] = 0.0
+            for j in range(ncols):
+                grad_sh[row, j] += buf_sh[src, row, j]
+                buf_sh[src, row, j] = 0.0
 
 
 class GradWorkspace:
-    """Per-thread gradient buffers for `render_rays_grad`, reused across calls (allocate once per grid).
+    """Scratch of `render_rays_grad`, reused across calls (allocate once per grid).
 
-    Holds T x N x C float32 (T = numba threads); they stay zero between calls because the reduction
-    clears exactly the rows it read.
+    Gradient buffers for numba threads 1..T-1 ((T-1) x N x C float32; thread 0 adds into the caller's arrays),
+    which stay zero between calls because the reduction clears the rows it reads; a per-row flag array; and
+    per-thread sample records.
     """
 
     def __init__(self, num_voxels: int, num_sh: int):
         threads = numba.get_num_threads()
         self.shape = (num_voxels, num_sh, threads)
-        self.buf_density = np.zeros((threads, num_voxels), dtype=np.float32)
-        self.buf_sh = np.zeros((threads, num_voxels, num_sh), dtype=np.float32)
-        self.touched = np.zeros((threads, num_voxels), dtype=np.uint8)
-        self.touched_rows = np.zeros((threads, num_voxels), dtype=np.int32)
-        self.touched_count = np.zeros(threads, dtype=np.int64)
+        self.buf_density = np.zeros((threads - 1, num_voxels), dtype=np.float32)
+        self.buf_sh = np.zeros((threads - 1, num_voxels, num_sh), dtype=np.float32)
+        self.row_flags = np.zeros(num_voxels, dtype=np.uint8)
         self.s_alpha = np.empty((threads, 0), dtype=np.float32)
 
     def sample_records(self, capacity: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -345,13 +336,20 @@ def render_rays_grad(links, density, sh, sh_degree, origins, dirs, target, backg
     if n == 0:
         return rgb, acc, 0.0
     ws = workspace
+    for name, g in (("grad_density", grad_density), ("grad_sh", grad_sh)):
+        if not g.flags.c_contiguous or g.dtype != np.float32:
+            raise ValueError(f"{name} must be a C-contiguous float32 array")
+    flags = ws.row_flags if row_flags is None else row_flags
     records = ws.sample_records(max_samples_per_ray(links.shape[0], step_size))
     _grad_kernel(links, density, sh, (sh_degree + 1) ** 2, np.ascontiguousarray(origins, np.float32),
                  np.ascontiguousarray(dirs, np.float32), np.ascontiguousarray(target, np.float32), bg, stride,
                  np.float32(step_size), np.float32(stop_thresh), np.float32(near), cells, block, use,
                  np.float32(beta_weight), _NO_MIN_ACC if min_acc is None else np.ascontiguousarray(min_acc, np.float32),
-                 np.float32(min_acc_weight), ws.buf_density, ws.buf_sh, ws.touched, ws.touched_rows,
-                 ws.touched_count, *records, rgb, acc, sqerr)
-    _reduce_kernel(ws.buf_density, ws.buf_sh, ws.touched, ws.touched_rows, ws.touched_count, grad_density, grad_sh,
-                   _NO_ROW_FLAGS if row_flags is None else row_flags)
+                 np.float32(min_acc_weight), grad_density, grad_sh, ws.buf_density, ws.buf_sh, flags, *records, rgb,
+                 acc, sqerr)
+    rows = np.flatnonzero(flags)
+    if ws.buf_density.shape[0]:
+        _reduce_kernel(ws.buf_density, ws.buf_sh, rows, grad_density, grad_sh)
+    if row_flags is None:
+        flags[rows] = 0
     return rgb, acc, float(sqerr.sum(dtype=np.float64) / (3 * n))

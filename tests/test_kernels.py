@@ -269,3 +269,33 @@ def test_rmsprop_restricted_to_rows_gives_the_same_result():
     np.testing.assert_array_equal(p, p_all)
     np.testing.assert_array_equal(s, s_all)
     assert not g.any()
+
+
+def test_pending_gradients_fold_into_the_optimiser_step():
+    g = random_grid(reso=12, sh_degree=1, seed=7)
+    o, d = random_rays(300, seed=8)
+    target = np.random.default_rng(9).random((len(o), 3)).astype(np.float32)
+    bg = np.ones(3, np.float32)
+
+    def one_step(reduce):
+        density, sh = g.density.copy(), g.sh.copy()
+        gd, gs = np.zeros_like(density), np.zeros_like(sh)
+        ad, asq = np.zeros_like(density), np.zeros_like(sh)
+        ws = K.GradWorkspace(len(density), sh.shape[1])
+        flags = np.zeros(len(density), np.uint8)
+        K.render_rays_grad(g.links, density, sh, 1, o, d, target, bg, gd, gs, workspace=ws, row_flags=flags,
+                           reduce=reduce)
+        rows = np.flatnonzero(flags)
+        K.rmsprop_step(density, gd, ad, 1.0, rows=rows, pending=None if reduce else ws.buf_density)
+        K.rmsprop_step(sh, gs, asq, 0.1, rows=rows, pending=None if reduce else ws.buf_sh)
+        assert not ws.buf_sh.any() and not ws.buf_density.any() and not gs.any() and not gd.any()
+        return density, sh
+
+    d_reduced, sh_reduced = one_step(True)
+    d_pending, sh_pending = one_step(False)
+    assert not np.array_equal(d_reduced, g.density)
+    np.testing.assert_allclose(d_pending, d_reduced, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sh_pending, sh_reduced, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="reduce=False"):
+        K.render_rays_grad(g.links, g.density, g.sh, 1, o, d, target, bg, np.zeros_like(g.density),
+                           np.zeros_like(g.sh), reduce=False)

@@ -418,7 +418,7 @@ def fit(scene: Scene, config: FitConfig, progress: bool = True, grid: Grid | Non
                     opt.grad_density, opt.grad_sh, config.step_size, config.stop_thresh, occ,
                     config.lambda_beta, near=config.near_clip, workspace=opt.workspace,
                     min_acc=rays.object_mask[flat] if floor_weight else None, min_acc_weight=floor_weight,
-                    row_flags=opt.row_flags)
+                    row_flags=opt.row_flags, reduce=False)
                 if msi is not None:  # d loss / d background = (1 - acc) d loss / d rgb
                     grad_bg = (1.0 - acc)[:, None] * (2.0 / (3 * len(flat))) * (rgb - target)
                     kernels.msi_grad(msi.layers, msi.radii, msi.brightness, bg_origins, bg_dirs, bg, grad_bg,
@@ -429,7 +429,7 @@ def fit(scene: Scene, config: FitConfig, progress: bool = True, grid: Grid | Non
                 if not math.isfinite(mse):
                     raise PlenopackError(f"training diverged at step {step} (loss {mse}); lower the learning rates")
                 n_reg = max(1, int(config.tv_fraction * grid.num_voxels))
-                rows = rng.integers(0, grid.num_voxels, size=n_reg)
+                rows = np.sort(rng.integers(0, grid.num_voxels, size=n_reg))  # sorted: neighbours share cache lines
                 ids = opt.flat_of_row[rows]
                 if config.lambda_tv:
                     kernels.tv_grad(grid.links, grid.density, ids, config.lambda_tv * tv_scale, opt.grad_density,
@@ -446,10 +446,10 @@ def fit(scene: Scene, config: FitConfig, progress: bool = True, grid: Grid | Non
                 kernels.rmsprop_step(grid.density, opt.grad_density, opt.avg_density,
                                      _lr(config.lr_sigma, config.lr_sigma_final, step, horizon,
                                          config.lr_sigma_delay_steps, config.lr_sigma_delay_mult), config.rmsprop_beta,
-                                     rows=touched)
+                                     rows=touched, pending=opt.workspace.buf_density)
                 kernels.rmsprop_step(grid.sh, opt.grad_sh, opt.avg_sh,
                                      _lr(config.lr_sh, config.lr_sh_final, step, horizon), config.rmsprop_beta,
-                                     rows=touched)
+                                     rows=touched, pending=opt.workspace.buf_sh)
                 step += 1
                 psnr = -10.0 * math.log10(max(mse, 1e-10))
                 psnr_avg = psnr if psnr_avg is None else 0.9 * psnr_avg + 0.1 * psnr

@@ -34,8 +34,12 @@ _NO_MIN_ACC = np.zeros(0, dtype=np.float32)
 
 
 @njit(inline="always", fastmath=True, cache=True)
-def _sample(links, density, sh, basis_count, basis, gx, gy, gz, rows, weights, raw_rgb):
-    """Trilinear density (before ReLU) at g, and raw colour 0.5 + SH . Y per channel into raw_rgb[3]."""
+def _sample(links, density, sh, basis_count, basis, gx, gy, gz, rows, weights, coeffs, raw_rgb):
+    """Trilinear density (before ReLU) at g, and raw colour 0.5 + SH . Y per channel into raw_rgb[3].
+
+    The SH coefficients are interpolated first (coeffs: scratch of one SH row), a contiguous loop over a
+    row that vectorises, then dotted with the basis.
+    """
     cell_corners(links, gx, gy, gz, rows, weights)
     sigma = 0.0
     for c in range(8):
@@ -43,16 +47,20 @@ def _sample(links, density, sh, basis_count, basis, gx, gy, gz, rows, weights, r
             sigma += weights[c] * density[rows[c]]
     if sigma <= 0.0:
         return sigma
+    ncols = 3 * basis_count
+    for j in range(ncols):
+        coeffs[j] = 0.0
+    for c in range(8):
+        r = rows[c]
+        if r >= 0:
+            wc = weights[c]
+            for j in range(ncols):
+                coeffs[j] += wc * sh[r, j]
     for ch in range(3):
         acc = 0.0
         base = ch * basis_count
-        for c in range(8):
-            r = rows[c]
-            if r >= 0:
-                s = 0.0
-                for b in range(basis_count):
-                    s += basis[b] * sh[r, base + b]
-                acc += weights[c] * s
+        for b in range(basis_count):
+            acc += basis[b] * coeffs[base + b]
         raw_rgb[ch] = 0.5 + acc
     return sigma
 
@@ -67,6 +75,7 @@ def _forward_kernel(links, density, sh, basis_count, origins, dirs, background, 
         rows = np.empty(8, dtype=np.int32)
         weights = np.empty(8, dtype=np.float32)
         raw = np.empty(3, dtype=np.float32)
+        coeffs = np.empty(sh.shape[1], dtype=np.float32)
         ox, oy, oz = origins[r, 0], origins[r, 1], origins[r, 2]
         dx, dy, dz = dirs[r, 0], dirs[r, 1], dirs[r, 2]
         eval_sh_basis(basis_count, dx, dy, dz, basis)
@@ -83,7 +92,7 @@ def _forward_kernel(links, density, sh, basis_count, origins, dirs, background, 
                                             t_out)
                 if t >= t_out:
                     break
-                sigma = _sample(links, density, sh, basis_count, basis, gx, gy, gz, rows, weights, raw)
+                sigma = _sample(links, density, sh, basis_count, basis, gx, gy, gz, rows, weights, coeffs, raw)
                 if sigma > 0.0:
                     alpha = 1.0 - math.exp(-sigma * dt)
                     w = trans * alpha
@@ -109,6 +118,7 @@ def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, backgro
                  grad_density, grad_sh, buf_density, buf_sh, row_flags, s_rows, s_weights, s_raw, s_alpha,
                  out_rgb, out_acc, out_sqerr):
     reso = links.shape[0]
+    ncols = sh.shape[1]
     capacity = s_alpha.shape[1]
     nrays = origins.shape[0]
     dt = step_size * 2.0 / reso
@@ -125,6 +135,7 @@ def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, backgro
             g_density = buf_density[tid - 1]
             g_sh = buf_sh[tid - 1]
         basis = np.empty(16, dtype=np.float32)
+        coeffs = np.empty(ncols, dtype=np.float32)  # interpolated SH (forward), d loss / d SH at a sample (backward)
         ox, oy, oz = origins[r, 0], origins[r, 1], origins[r, 2]
         dx, dy, dz = dirs[r, 0], dirs[r, 1], dirs[r, 2]
         eval_sh_basis(basis_count, dx, dy, dz, basis)
@@ -148,7 +159,7 @@ def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, backgro
                 rows = s_rows[tid, n_samples]
                 weights = s_weights[tid, n_samples]
                 raw = s_raw[tid, n_samples]
-                sigma = _sample(links, density, sh, basis_count, basis, gx, gy, gz, rows, weights, raw)
+                sigma = _sample(links, density, sh, basis_count, basis, gx, gy, gz, rows, weights, coeffs, raw)
                 if sigma > 0.0:
                     alpha = 1.0 - math.exp(-sigma * dt)
                     s_alpha[tid, n_samples] = alpha
@@ -210,6 +221,10 @@ def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, backgro
             dcr = gr * w if 0.0 < raw[0] < 1.0 else 0.0
             dcg = gg * w if 0.0 < raw[1] < 1.0 else 0.0
             dcb = gb * w if 0.0 < raw[2] < 1.0 else 0.0
+            for b in range(basis_count):
+                coeffs[b] = dcr * basis[b]
+                coeffs[basis_count + b] = dcg * basis[b]
+                coeffs[2 * basis_count + b] = dcb * basis[b]
             for c in range(8):
                 row = rows[c]
                 if row < 0:
@@ -217,11 +232,8 @@ def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, backgro
                 wc = weights[c]
                 row_flags[row] = 1  # every writer stores the same value: a benign race
                 g_density[row] += wc * dsigma
-                for b in range(basis_count):
-                    yb = wc * basis[b]
-                    g_sh[row, b] += dcr * yb
-                    g_sh[row, basis_count + b] += dcg * yb
-                    g_sh[row, 2 * basis_count + b] += dcb * yb
+                for j in range(ncols):
+                    g_sh[row, j] += wc * coeffs[j]
             trans = t_next_trans
 
 
@@ -313,7 +325,8 @@ def render_rays(links, density, sh, sh_degree, origins, dirs, background, step_s
 
 def render_rays_grad(links, density, sh, sh_degree, origins, dirs, target, background, grad_density, grad_sh,
                      step_size=0.5, stop_thresh=1e-4, occupancy=None, beta_weight=0.0, near=0.0,
-                     workspace: GradWorkspace | None = None, min_acc=None, min_acc_weight=0.0, row_flags=None):
+                     workspace: GradWorkspace | None = None, min_acc=None, min_acc_weight=0.0, row_flags=None,
+                     reduce=True):
     """Fused forward + backward of the photometric loss over a batch of rays.
 
     Loss = mean over rays and channels of (rgb - target)^2, plus ``beta_weight`` * mean over rays of
@@ -322,12 +335,18 @@ def render_rays_grad(links, density, sh, sh_degree, origins, dirs, target, backg
     masks: object pixels must be opaque).
     Adds the loss gradient into grad_density (N,) and grad_sh (N, C) (float32, in place), and sets
     ``row_flags`` (optional uint8 (N,)) to 1 on every row the batch touched (see `rmsprop_step`'s rows).
+    With ``reduce`` False (needs ``workspace`` and ``row_flags``) the shares of numba threads 1..T-1 stay in
+    ``workspace.buf_density`` / ``buf_sh`` for `rmsprop_step(pending=...)` to fold in on the flagged rows,
+    which saves one pass over them.
     Returns (rgb (B, 3), acc (B,), mse) where mse is the photometric term only. The gradient with
     respect to a learned per-ray background is (1 - acc) * d loss / d rgb.
     """
     n = origins.shape[0]
     bg, stride = _background_rows(background, n)
     cells, block, use = _occupancy_args(occupancy)
+    if not reduce and (workspace is None or row_flags is None or not workspace.fits(density.shape[0], sh.shape[1])):
+        raise ValueError("reduce=False needs row_flags and a workspace made for this grid (they hold the pending "
+                         "gradients)")
     if workspace is None or not workspace.fits(density.shape[0], sh.shape[1]):
         workspace = GradWorkspace(density.shape[0], sh.shape[1])
     rgb = np.empty((n, 3), dtype=np.float32)
@@ -347,9 +366,10 @@ def render_rays_grad(links, density, sh, sh_degree, origins, dirs, target, backg
                  np.float32(beta_weight), _NO_MIN_ACC if min_acc is None else np.ascontiguousarray(min_acc, np.float32),
                  np.float32(min_acc_weight), grad_density, grad_sh, ws.buf_density, ws.buf_sh, flags, *records, rgb,
                  acc, sqerr)
-    rows = np.flatnonzero(flags)
-    if ws.buf_density.shape[0]:
-        _reduce_kernel(ws.buf_density, ws.buf_sh, rows, grad_density, grad_sh)
-    if row_flags is None:
-        flags[rows] = 0
+    if reduce:
+        rows = np.flatnonzero(flags)
+        if ws.buf_density.shape[0]:
+            _reduce_kernel(ws.buf_density, ws.buf_sh, rows, grad_density, grad_sh)
+        if row_flags is None:
+            flags[rows] = 0
     return rgb, acc, float(sqerr.sum(dtype=np.float64) / (3 * n))

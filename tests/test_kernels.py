@@ -57,6 +57,23 @@ def test_occupancy_skipping_gives_same_result():
         np.testing.assert_allclose(x, y, atol=1e-5)
 
 
+def test_occupancy_covers_voxels_on_cell_borders():
+    """A voxel that starts a cell is a trilinear corner of samples in the cell before it (and the last voxel
+    one of samples clamped into the cell before the border): those cells must not be skipped."""
+    rng = np.random.default_rng(4)
+    coords = np.unique(rng.choice([0, 4, 8, 16, 23, 28, 31], size=(40, 3)), axis=0)
+    g = Grid.from_coords(32, coords, np.full(len(coords), 200.0, np.float32),
+                         rng.normal(size=(len(coords), 12)).astype(np.float32), 1)
+    occ = K.build_occupancy(g.links, g.density, block=4)
+    assert occ.fraction_occupied < 0.6
+    o, d = random_rays(3000, seed=5)
+    a = K.render_rays(g.links, g.density, g.sh, 1, o, d, np.zeros(3, np.float32))
+    b = K.render_rays(g.links, g.density, g.sh, 1, o, d, np.zeros(3, np.float32), occupancy=occ)
+    assert (a[2] > 0.01).sum() > 100
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, atol=1e-5)
+
+
 def test_constant_slab_transmittance_is_analytic():
     reso, sigma = 16, 3.0
     g = Grid.dense(reso, 0, density=sigma)

@@ -1,8 +1,8 @@
 """Coarse occupancy field so ray marchers skip empty space.
 
-The grid is split into cells of ``block``^3 voxels; a cell is marked when any voxel in it has
-relu(density) > threshold, then the marks are dilated by one cell (3x3x3) so that every trilinear
-corner of a sample in an unmarked cell is empty. Marchers then jump over unmarked cells while staying
+The grid is split into cells of ``block``^3 voxels; a cell is marked when any voxel in it, or within one
+voxel of it, has relu(density) > threshold, so that every trilinear corner of a sample in an unmarked cell
+is empty (a sample in cell c has its corners in voxels c*block .. (c+1)*block). Marchers then jump over unmarked cells while staying
 on their sample lattice, so rendering gives the same result with or without the field.
 """
 
@@ -31,9 +31,9 @@ def _mark_cells(links, density, block, threshold, ncell, marks):
         for cj in range(ncell):
             for ck in range(ncell):
                 found = 0
-                for i in range(ci * block, min((ci + 1) * block, reso)):
-                    for j in range(cj * block, min((cj + 1) * block, reso)):
-                        for k in range(ck * block, min((ck + 1) * block, reso)):
+                for i in range(max(ci * block - 1, 0), min((ci + 1) * block + 1, reso)):
+                    for j in range(max(cj * block - 1, 0), min((cj + 1) * block + 1, reso)):
+                        for k in range(max(ck * block - 1, 0), min((ck + 1) * block + 1, reso)):
                             row = links[i, j, k]
                             if row >= 0 and density[row] > threshold:
                                 found = 1
@@ -45,28 +45,11 @@ def _mark_cells(links, density, block, threshold, ncell, marks):
                 marks[ci, cj, ck] = found
 
 
-@njit(parallel=True, cache=True)
-def _dilate(marks, out):
-    n = marks.shape[0]
-    for i in prange(n):
-        for j in range(n):
-            for k in range(n):
-                v = 0
-                for a in range(max(i - 1, 0), min(i + 2, n)):
-                    for b in range(max(j - 1, 0), min(j + 2, n)):
-                        for c in range(max(k - 1, 0), min(k + 2, n)):
-                            if marks[a, b, c]:
-                                v = 1
-                out[i, j, k] = v
-
-
 def build_occupancy(links: np.ndarray, density: np.ndarray, block: int = 8, threshold: float = 0.0) -> Occupancy:
     """Occupancy field of a grid (see module docstring). ``block`` is in voxels."""
     reso = links.shape[0]
     block = max(1, min(int(block), reso))
     ncell = -(-reso // block)
-    marks = np.zeros((ncell,) * 3, dtype=np.uint8)
-    _mark_cells(links, density, block, np.float32(threshold), ncell, marks)
-    cells = np.empty_like(marks)
-    _dilate(marks, cells)
+    cells = np.zeros((ncell,) * 3, dtype=np.uint8)
+    _mark_cells(links, density, block, np.float32(threshold), ncell, cells)
     return Occupancy(cells=cells, block=block)

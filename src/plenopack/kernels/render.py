@@ -15,7 +15,7 @@ trilinear weights, raw colour, alpha) in per-thread scratch, and a second pass o
 running remainder ``rest = rgb - sum_{j<=k} w_j c_j`` gives d rgb / d sigma_k = dt * (T_{k+1} c_k - rest).
 Gradients are accumulated race-free: numba thread 0 adds into the caller's arrays, every other thread into a
 buffer of its own (`GradWorkspace`); each flags the rows it touched, and only the flagged rows of the buffers
-are then summed into the caller's arrays. On a GPU the buffers become atomic adds and the sample records
+are then summed into the caller's arrays (or folded in by the optimiser step, see ``reduce``). On a GPU the buffers become atomic adds and the sample records
 per-thread local memory (or a second march, as svox2 does).
 """
 

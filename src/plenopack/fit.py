@@ -351,7 +351,7 @@ class _Optimiser:
         self.avg_density = np.zeros(n, np.float32)
         self.avg_sh = np.zeros((n, c), np.float32)
         self.workspace = kernels.GradWorkspace(n, c)
-        self.row_flags = np.zeros(n, np.uint8)  # rows given a gradient this step (the optimiser visits only these)
+        self.row_flags = self.workspace.row_flags  # rows given a gradient this step (the optimiser visits only these)
         self.flat_of_row = np.ravel_multi_index(tuple(grid.occupied_coords().T.astype(np.int64)), grid.links.shape)
 
 

@@ -2,8 +2,9 @@
 
 The grid is split into cells of ``block``^3 voxels; a cell is marked when any voxel in it, or within one
 voxel of it, has relu(density) > threshold, so that every trilinear corner of a sample in an unmarked cell
-is empty (a sample in cell c has its corners in voxels c*block .. (c+1)*block). Marchers then jump over unmarked cells while staying
-on their sample lattice, so rendering gives the same result with or without the field.
+is empty (a sample in cell c has its corners in voxels c*block .. (c+1)*block). Marchers then jump over
+unmarked cells while staying on their sample lattice, so rendering gives the same result with or without the
+field.
 """
 
 from __future__ import annotations

@@ -7,16 +7,15 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from plenopack.kernels.device import fold_shares
+
 
 @njit(parallel=True, fastmath=True, cache=True)
 def _rmsprop_kernel(param, grad, pending, avg_sq, rows, lr, beta, eps):
     ncols = param.shape[1]
     for n in prange(rows.shape[0]):
         r = rows[n]
-        for k in range(pending.shape[0]):
-            for j in range(ncols):
-                grad[r, j] += pending[k, r, j]
-                pending[k, r, j] = 0.0
+        fold_shares(grad, pending, r)
         touched = False
         for j in range(ncols):
             if grad[r, j] != 0.0:

@@ -15,8 +15,8 @@ trilinear weights, raw colour, alpha) in per-thread scratch, and a second pass o
 running remainder ``rest = rgb - sum_{j<=k} w_j c_j`` gives d rgb / d sigma_k = dt * (T_{k+1} c_k - rest).
 Gradients are accumulated race-free: numba thread 0 adds into the caller's arrays, every other thread into a
 buffer of its own (`GradWorkspace`); each flags the rows it touched, and only the flagged rows of the buffers
-are then summed into the caller's arrays (or folded in by the optimiser step, see ``reduce``). On a GPU the buffers become atomic adds and the sample records
-per-thread local memory (or a second march, as svox2 does).
+are then summed into the caller's arrays (or folded in by the optimiser step, see ``reduce``). On a GPU the
+buffers become atomic adds and the sample records per-thread local memory (or a second march, as svox2 does).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from plenopack.kernels.device import cell_corners, eval_sh_basis, next_sample, ray_cube_interval
+from plenopack.kernels.device import cell_corners, eval_sh_basis, fold_shares, next_sample, ray_cube_interval
 
 _EMPTY_OCCUPANCY = np.ones((1, 1, 1), dtype=np.uint8)
 _NO_MIN_ACC = np.zeros(0, dtype=np.float32)
@@ -238,18 +238,11 @@ def _grad_kernel(links, density, sh, basis_count, origins, dirs, target, backgro
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _reduce_kernel(buf_density, buf_sh, rows, grad_density, grad_sh):
-    """Add the per-thread buffers into the gradients on the given rows (one row per parallel iteration, so no
-    races) and clear them there."""
-    ncols = buf_sh.shape[2]
+def _reduce_kernel(shares, rows, grad):
+    """Add the per-thread shares (K, N, C) into grad (N, C) on the given rows (one row per parallel iteration,
+    so no races) and clear them there."""
     for n in prange(rows.shape[0]):
-        row = rows[n]
-        for src in range(buf_density.shape[0]):
-            grad_density[row] += buf_density[src, row]
-            buf_density[src, row] = 0.0
-            for j in range(ncols):
-                grad_sh[row, j] += buf_sh[src, row, j]
-                buf_sh[src, row, j] = 0.0
+        fold_shares(grad, shares, rows[n])
 
 
 class GradWorkspace:
@@ -344,10 +337,11 @@ def render_rays_grad(links, density, sh, sh_degree, origins, dirs, target, backg
     n = origins.shape[0]
     bg, stride = _background_rows(background, n)
     cells, block, use = _occupancy_args(occupancy)
-    if not reduce and (workspace is None or row_flags is None or not workspace.fits(density.shape[0], sh.shape[1])):
+    fits = workspace is not None and workspace.fits(density.shape[0], sh.shape[1])
+    if not reduce and (row_flags is None or not fits):
         raise ValueError("reduce=False needs row_flags and a workspace made for this grid (they hold the pending "
                          "gradients)")
-    if workspace is None or not workspace.fits(density.shape[0], sh.shape[1]):
+    if not fits:
         workspace = GradWorkspace(density.shape[0], sh.shape[1])
     rgb = np.empty((n, 3), dtype=np.float32)
     acc = np.empty(n, dtype=np.float32)
@@ -369,7 +363,8 @@ def render_rays_grad(links, density, sh, sh_degree, origins, dirs, target, backg
     if reduce:
         rows = np.flatnonzero(flags)
         if ws.buf_density.shape[0]:
-            _reduce_kernel(ws.buf_density, ws.buf_sh, rows, grad_density, grad_sh)
+            _reduce_kernel(ws.buf_density[:, :, None], rows, grad_density[:, None])
+            _reduce_kernel(ws.buf_sh, rows, grad_sh)
         if row_flags is None:
             flags[rows] = 0
     return rgb, acc, float(sqerr.sum(dtype=np.float64) / (3 * n))

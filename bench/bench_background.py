@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from plenopack.codecs import CodecConfig
-from plenopack.compress import compress_file
+from plenopack.pipeline import compress_file
 from plenopack.evaluate import evaluate
 from plenopack.fileformat import read_plen, write_plen
 from plenopack.fit import eval_background, fit, load_preset
@@ -25,7 +25,7 @@ SCENE = Path(__file__).resolve().parents[1] / "data" / "scenes" / "ethiopianHead
 
 
 def run(scene, config, workdir: Path, name: str, lpips) -> dict:
-    result = fit(scene, config, progress=False)
+    result = fit(scene, config)
     raw = workdir / f"{name}.plen"
     colour = list(eval_background(config, scene))
     write_plen(raw, result.grid, {"eval_background": colour})

@@ -22,7 +22,7 @@ def throughput(root: Path, workers: int) -> float:
     with tempfile.TemporaryDirectory() as out:
         cfg = BuildConfig(preset="tiny", fit_overrides=TINY, codec=CodecConfig("sh", 8, "zstd"), lpips_net="squeeze")
         t = time.perf_counter()
-        summary = build_dataset(root, out, cfg, workers=workers, progress=False)
+        summary = build_dataset(root, out, cfg, workers=workers)
         return summary["scenes_ok"] / ((time.perf_counter() - t) / 3600)
 
 

@@ -27,7 +27,7 @@ def main(name: str):
     preset = "fast"
     cache = Path(tempfile.gettempdir()) / f"plenopack-bench-{name}-{load_preset(preset).config_hash()}.plen"
     if not cache.exists():
-        write_plen(cache, fit(scene, load_preset(preset), progress=False).grid, {})
+        write_plen(cache, fit(scene, load_preset(preset)).grid, {})
     grid = read_plen(cache).grid
     importance = ray_importance(grid, scene)
     metric = "psnr_masked" if scene.masks is not None and scene.composited_on is None else "psnr"

@@ -27,7 +27,7 @@ def main():
     config = load_preset("demo")
     cache = Path(tempfile.gettempdir()) / f"plenopack-bench-consume-{config.config_hash()}.plen"
     if not cache.exists():
-        write_plen(cache, fit(load_scene(DATA / "lego"), config, progress=False).grid, {},
+        write_plen(cache, fit(load_scene(DATA / "lego"), config).grid, {},
                    CodecConfig("kmeans", 4, "zstd", density="kmeans"))
     t = time.perf_counter()
     scene = plenopack.open(cache)

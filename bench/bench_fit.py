@@ -43,7 +43,7 @@ def main(names):
     for name in names:
         preset, metric, target, budget = CASES[name]
         scene = load_scene(DATA / name)
-        result = fit(scene, load_preset(preset), progress=False)
+        result = fit(scene, load_preset(preset))
         ev = evaluate(result.grid, scene)
         out[name] = {"preset": preset, "metric": metric, "value": ev[metric], "target": target,
                      "fit_seconds": round(result.seconds, 1), "budget_seconds": budget,

@@ -36,4 +36,4 @@ def lego_small():
 def tiny_fit(lego_small):
     from plenopack.fit import fit, load_preset
 
-    return fit(lego_small, load_preset("tiny"), progress=False)
+    return fit(lego_small, load_preset("tiny"))

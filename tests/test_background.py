@@ -40,9 +40,8 @@ def test_msi_fit_explains_the_background(tmp_path):
     seq = write_co3d(tmp_path, c2w, k, 30, 40)
     scene = load_scene(seq)
     base = dict(reso=[16, 32], steps=[100, 150], batch_rays=1024)
-    plain = fit(scene, load_preset("tiny", **base), progress=False)
-    with_bg = fit(scene, load_preset("tiny", **base, background_model="msi", msi_layers=4, msi_height=16),
-                  progress=False)
+    plain = fit(scene, load_preset("tiny", **base))
+    with_bg = fit(scene, load_preset("tiny", **base, background_model="msi", msi_layers=4, msi_height=16))
     assert with_bg.grid.background is not None and with_bg.grid.background.layers.shape == (4, 16, 32, 4)
     a = evaluate(plain.grid, scene)
     b = evaluate(with_bg.grid, scene)
@@ -141,8 +140,8 @@ def test_turntable_background_fits_a_room_that_turns_with_the_camera(tmp_path):
     scene = _turntable_scene()
     base = dict(reso=[8], steps=[300], batch_rays=1024, background_model="msi", msi_layers=2, msi_height=64,
                 lr_background=0.3)
-    world = fit(scene, load_preset("tiny", **base), progress=False)
-    turntable = fit(scene, load_preset("tiny", **base, msi_frame="turntable"), progress=False)
+    world = fit(scene, load_preset("tiny", **base))
+    turntable = fit(scene, load_preset("tiny", **base, msi_frame="turntable"))
     a = evaluate(world.grid, scene)["psnr"]
     b = evaluate(turntable.grid, scene)["psnr"]
     assert b > 25.0 and b > a + 5.0, (a, b)  # a world-fixed sphere cannot show the same room from every side

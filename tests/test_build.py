@@ -70,7 +70,7 @@ def test_local_build_with_a_bad_scene_then_resume(tmp_path, co3d_root):
     for f in sorted(broken.iterdir())[:3]:
         f.write_bytes(b"not a jpeg")
     out = tmp_path / "ds"
-    summary = build_dataset(root, out, config(), workers=2, progress=False)
+    summary = build_dataset(root, out, config(), workers=2)
     rows = {r["id"]: r for r in read_manifest(out / "manifest.parquet")}
     assert summary["scenes_ok"] == 3 and summary["scenes_failed"] == 1
     assert rows["apple/101_0"]["status"] == "failed" and "cannot read image" in rows["apple/101_0"]["error"]
@@ -81,7 +81,7 @@ def test_local_build_with_a_bad_scene_then_resume(tmp_path, co3d_root):
     ds = json.loads((out / "dataset.json").read_text())
     assert ds["scenes_ok"] == 3 and ds["compression_ratio"] > 0
     mtimes = {r["id"]: (out / r["path"]).stat().st_mtime_ns for r in ok}
-    build_dataset(root, out, config(), workers=1, progress=False)  # resume: finished scenes are skipped
+    build_dataset(root, out, config(), workers=1)  # resume: finished scenes are skipped
     assert {r["id"]: (out / r["path"]).stat().st_mtime_ns for r in ok} == mtimes
 
 
@@ -119,6 +119,91 @@ def test_ray_executor(tmp_path, co3d_root):
     import ray
 
     out = tmp_path / "ds"
-    summary = build_dataset(co3d_root, out, config(), executor="ray", workers=2, limit=2, progress=False)
+    summary = build_dataset(co3d_root, out, config(), executor="ray", workers=2, limit=2)
     ray.shutdown()
     assert summary["scenes_ok"] == 2
+
+
+def _die_on(key, code):
+    import os
+    import signal as sig
+
+    if key == "die":
+        os.kill(os.getpid(), sig.SIGKILL if code == "kill" else sig.SIGSEGV)
+    return key
+
+
+def test_pool_survives_workers_that_die():
+    from plenopack.build.pool import WorkerDied, WorkerPool
+
+    with WorkerPool(2) as pool:
+        results = dict(pool.run([(i, _die_on, ("die" if i in (1, 3) else f"ok{i}", "kill" if i == 1 else "segv"))
+                                 for i in range(6)]))
+    assert results[0] == "ok0" and results[5] == "ok5" and results[4] == "ok4"
+    assert isinstance(results[1], WorkerDied) and "SIGKILL" in results[1].describe()
+    assert isinstance(results[3], WorkerDied) and "SIGSEGV" in results[3].describe()
+
+
+def test_a_killed_worker_fails_its_scene_and_the_build_goes_on(tmp_path, co3d_root):
+    """Kill the worker process while it fits a scene: that scene is recorded as failed with the cause."""
+    import multiprocessing
+    import threading
+
+    out = tmp_path / "ds"
+    slow = {**TINY, "steps": [150, 150]}
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(summary=build_dataset(
+        co3d_root, out, BuildConfig(preset="tiny", fit_overrides=slow, lpips_net=None), workers=1)))
+    thread.start()
+    deadline = time.time() + 120
+    while time.time() < deadline and len(read_manifest_safe(out)) < 1:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the second scene is now in flight
+    victims = multiprocessing.active_children()
+    assert victims
+    os.kill(victims[0].pid, signal.SIGKILL)
+    thread.join(300)
+    summary = result["summary"]
+    rows = read_manifest(out / "manifest.parquet")
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert summary["scenes"] == 4 and len(failed) == 1 and summary["scenes_ok"] == 3
+    assert "SIGKILL" in failed[0]["error"] and "out of memory" in failed[0]["error"]
+    assert all(r["worker_peak_rss_mb"] > 50 for r in rows if r["status"] == "ok")
+
+
+def test_list_file_ids_are_unique_across_categories(tmp_path):
+    from tests.scene_fixtures import make_cameras, write_co3d
+
+    lines = []
+    for category in ("apple", "bench"):
+        c2w, k = make_cameras(6, 12, 12, seed=1)
+        seq = write_co3d(tmp_path / category, c2w, k, 12, 12, category=category, sequence="001")
+        lines.append(str(seq))
+    c2w, k = make_cameras(6, 12, 12, seed=2)
+    lines.append(str(write_co3d(tmp_path / "again", c2w, k, 12, 12, category="apple", sequence="001")))
+    (tmp_path / "list.txt").write_text("\n".join(lines))
+    refs = discover_scenes(tmp_path / "list.txt", format="co3d")
+    ids = [r.id for r in refs]
+    assert len(set(ids)) == 3 and ids[1] == "bench/001"
+    from plenopack.build.builder import scene_file
+
+    assert len({scene_file(r) for r in refs}) == 3
+
+
+def test_resume_trusts_the_manifest_unless_verify(tmp_path, co3d_root):
+    out = tmp_path / "ds"
+    cfg = BuildConfig(preset="tiny", fit_overrides=TINY, lpips_net=None)
+    build_dataset(co3d_root, out, cfg, workers=1, limit=1)
+    row = read_manifest(out / "manifest.parquet")[0]
+    path = out / row["path"]
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # same size, different content
+    path.write_bytes(bytes(data))
+    mtime = path.stat().st_mtime_ns
+    build_dataset(co3d_root, out, cfg, workers=1, limit=1)
+    assert path.stat().st_mtime_ns == mtime  # trusted: not rebuilt
+    build_dataset(co3d_root, out, cfg, workers=1, limit=1, verify=True)
+    assert path.stat().st_mtime_ns != mtime
+    from plenopack.build.builder import sha256_of
+
+    assert sha256_of(path) == read_manifest(out / "manifest.parquet")[0]["sha256"]

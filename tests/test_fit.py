@@ -35,11 +35,11 @@ def test_fit_learns_the_scene(lego_small, tiny_fit):
 
 
 def test_same_seed_same_grid(lego_small, tiny_fit):
-    again = fit(lego_small, load_preset("tiny"), progress=False)
+    again = fit(lego_small, load_preset("tiny"))
     assert np.array_equal(again.grid.links, tiny_fit.grid.links)
     assert np.array_equal(again.grid.density, tiny_fit.grid.density)
     assert np.array_equal(again.grid.sh, tiny_fit.grid.sh)
-    other = fit(lego_small, load_preset("tiny", seed=1), progress=False)
+    other = fit(lego_small, load_preset("tiny", seed=1))
     assert not np.array_equal(other.grid.density, tiny_fit.grid.density)
 
 
@@ -77,13 +77,13 @@ def test_weight_pruning_keeps_what_matters(lego_small, tiny_fit):
 
 def test_pruning_everything_is_reported(lego_small):
     with pytest.raises(PlenopackError, match="pruning removed every voxel at resolution 32"):
-        fit(lego_small, load_preset("tiny", prune="sigma", prune_threshold=1e9), progress=False)
+        fit(lego_small, load_preset("tiny", prune="sigma", prune_threshold=1e9))
 
 
 def test_divergence_is_reported(lego_small):
     with pytest.raises(PlenopackError, match="diverged"):
         fit(lego_small, load_preset("tiny", lr_sh=1e38, lr_sh_final=1e38, lr_sigma=1e38, lr_sigma_final=1e38,
-                                    lr_sigma_delay_steps=0, log_every=1), progress=False)
+                                    lr_sigma_delay_steps=0, log_every=1))
 
 
 def test_random_background_targets(lego_small):

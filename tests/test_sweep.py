@@ -26,7 +26,7 @@ def test_row_specs_match_the_seed_study():
 def tiny_sweep(tmp_path_factory, data_dir):
     out = tmp_path_factory.mktemp("sweep")
     rows, paths, _ = run_sweep([data_dir / "scenes" / "lego"], out, ["quantization", "pruning"], preset="tiny",
-                               lpips_net="squeeze", max_side=40, progress=False)
+                               lpips_net="squeeze", max_side=40)
     return out, rows, paths
 
 
@@ -74,7 +74,7 @@ def test_resume_skips_finished_rows(tiny_sweep, data_dir):
     (out / "results.json").write_text(json.dumps(partial))
     cache_files = {p.name: p.stat().st_mtime for p in (out / "cache").iterdir()}
     rows2, _, _ = run_sweep([data_dir / "scenes" / "lego"], out, ["quantization", "pruning"], preset="tiny",
-                            lpips_net="squeeze", max_side=40, progress=False)
+                            lpips_net="squeeze", max_side=40)
     assert [r["method"] for r in rows2] == [r["method"] for r in before]
     assert rows2[:len(partial)] == partial
     for name, mtime in cache_files.items():  # nothing refitted or re-encoded

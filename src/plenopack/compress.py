@@ -3,24 +3,28 @@
 The codec's grid-level steps run before encoding (`prepare`):
 1. ``prune_below``: drop voxels whose importance (maximum ray weight over the training views) is below the
    threshold, as VQRF does (needs the scene, or a given importance);
-2. ``finetune``: N steps of quantisation-aware training on the training views (needs the scene). The forward
-   pass renders the quantised values; the gradients update the underlying float values (straight-through
-   estimator) — for VQ the codebook entries themselves are trained, with indices fixed. Quantiser parameters
-   (ranges, levels, codebook assignment) are those of the grid before fine-tuning; the result is re-encoded.
+2. ``finetune``: N steps of quantisation-aware training on the training views (needs the scene), with the
+   fit's own trainer (`plenopack.fit.Trainer`: the same losses, background model and near clip as the fit
+   that made the grid). The forward pass renders the quantised values; the gradients update the underlying
+   float values (straight-through estimator); for VQ the codebook entries themselves are trained, with
+   indices fixed. Quantiser parameters (ranges, levels, codebook assignment) are those of the grid before
+   fine-tuning; the result is re-encoded.
 Without the scene, k-means and VQ weight voxels by `opacity_importance`, a proxy.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
 from plenopack import kernels
 from plenopack.codecs import CodecConfig, encode_array, kmeans, vq
 from plenopack.errors import PlenopackError
-from plenopack.fileformat import read_plen, write_plen
+from plenopack.fit import FitConfig, Trainer, TrainingRays, max_weights_over_rays
 from plenopack.grid import Grid
+from plenopack.progress import ProgressCallback, report
+
+FINETUNE_LR_SIGMA = 1.0  # constant learning rates of fine-tuning (the fit's final rates are far lower for SH)
+FINETUNE_LR_SH = 1e-3
 
 
 def opacity_importance(grid: Grid) -> np.ndarray:
@@ -29,11 +33,10 @@ def opacity_importance(grid: Grid) -> np.ndarray:
     return 1.0 - np.exp(-np.maximum(grid.density.astype(np.float64), 0.0) * grid.voxel_size)
 
 
-def ray_importance(grid: Grid, scene) -> np.ndarray:
-    """Each voxel's maximum ray weight over every training pixel of the scene (N,)."""
-    from plenopack.fit import FitConfig, TrainingRays, max_weights_over_rays
-
-    return max_weights_over_rays(grid, TrainingRays(scene), FitConfig())
+def ray_importance(grid: Grid, scene, fit_config: FitConfig | None = None) -> np.ndarray:
+    """Each voxel's maximum ray weight over every training pixel of the scene (N,), marched as the fit
+    marched (its step size, stop threshold and near clip)."""
+    return max_weights_over_rays(grid, TrainingRays(scene), (fit_config or FitConfig()).replace(weight_prune_stride=1))
 
 
 def _fixed_quantizer(values: np.ndarray, spec: dict, weights: np.ndarray | None):
@@ -67,69 +70,102 @@ def _fixed_quantizer(values: np.ndarray, spec: dict, weights: np.ndarray | None)
     raise PlenopackError(f"no fixed quantiser for codec {codec!r}")
 
 
+class FixedQuantizer:
+    """Quantisation-aware training with per-array quantisers whose parameters stay fixed (uniform, k-means,
+    float16): the forward pass renders Q(density), Q(sh)."""
+
+    def __init__(self, q_density, q_sh):
+        self.q_density, self.q_sh = q_density, q_sh
+
+    def values(self, density: np.ndarray, sh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (np.ascontiguousarray(self.q_density(density[:, None])[:, 0], np.float32),
+                np.ascontiguousarray(self.q_sh(sh), np.float32))
+
+    def route_sh_gradient(self, grad_sh: np.ndarray) -> None:
+        """The float SH are the parameters: nothing to route."""
+
+
+class CodebookQuantizer:
+    """Quantisation-aware training of a VQ codebook: rows not kept exact render (and hold) their codebook
+    entry; their SH gradient is summed into the entry, which RMSProp updates (indices fixed)."""
+
+    def __init__(self, q_density, codebook: np.ndarray, index: np.ndarray, exact: np.ndarray, lr: float, beta: float):
+        self.q_density = q_density
+        self.codebook = codebook.astype(np.float32)
+        self.index = index
+        self.exact = exact
+        self.quantised_rows = np.flatnonzero(~exact)
+        self.avg = np.zeros_like(self.codebook)
+        self.lr, self.beta = lr, beta
+
+    def values(self, density: np.ndarray, sh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.quantised_rows
+        sh[rows] = self.codebook[self.index[rows]]  # the float SH of these rows are their codebook entries
+        return np.ascontiguousarray(self.q_density(density[:, None])[:, 0], np.float32), sh
+
+    def route_sh_gradient(self, grad_sh: np.ndarray) -> None:
+        rows = self.quantised_rows
+        grad_book = np.zeros_like(self.codebook)
+        np.add.at(grad_book, self.index[rows], grad_sh[rows])
+        grad_sh[rows] = 0.0
+        kernels.rmsprop_step(self.codebook, grad_book, self.avg, self.lr, self.beta)
+
+
 def finetune(grid: Grid, scene, codec: CodecConfig, steps: int, importance: np.ndarray | None = None,
-             lr_sh: float = 1e-3, lr_sigma: float = 1.0, batch_rays: int = 5000, seed: int = 0,
-             progress: bool = False) -> tuple[Grid, tuple | None]:
-    """Quantisation-aware fine-tuning (see the module docstring). Returns (grid, vq_state or None)."""
-    from rich.console import Console
-    from rich.progress import track
+             fit_config: FitConfig | None = None, progress: ProgressCallback | None = None,
+             seed: int = 0) -> tuple[Grid, tuple | None]:
+    """Quantisation-aware fine-tuning (see the module docstring). Returns (grid, vq_state or None).
 
-    from plenopack.fit import TrainingRays
-
-    rng = np.random.default_rng(seed)
-    rays = TrainingRays(scene)
-    sh = grid.sh.copy()
-    density = grid.density.copy()
-    q_density = _fixed_quantizer(density[:, None], codec.plan("density"), importance)
+    ``fit_config``: the configuration the grid was fitted with (losses, background model, near clip, batch
+    size); the learning rates become constant (`FINETUNE_LR_SIGMA`, `FINETUNE_LR_SH`) and TV weights are those
+    of the fit's last stage. ``progress`` receives "finetune" events.
+    """
+    base = fit_config or FitConfig()
+    config = base.replace(lr_sigma=FINETUNE_LR_SIGMA, lr_sigma_final=FINETUNE_LR_SIGMA, lr_sigma_delay_steps=0,
+                          lr_sh=FINETUNE_LR_SH, lr_sh_final=FINETUNE_LR_SH, seed=seed)
+    tuned = Grid(grid.links, grid.density.copy(), grid.sh.copy(), grid.sh_degree, grid.background)
+    if tuned.background is not None:
+        tuned.background = type(tuned.background)(tuned.background.layers.copy(), tuned.background.radii,
+                                                  tuned.background.brightness, tuned.background.turntable)
+    if config.background_model == "msi" and tuned.background is None:
+        config = config.replace(background_model="none")
+    q_density = _fixed_quantizer(tuned.density[:, None], codec.plan("density"), importance)
     sh_spec = codec.plan("sh")
+    if sh_spec["codec"] == "vq":
+        codebook, index, exact = vq.quantize(tuned.sh, sh_spec["codebook"], importance, sh_spec.get("keep_exact", 0.0))
+        exact_mask = np.zeros(tuned.num_voxels, bool)
+        exact_mask[exact] = True
+        quantizer = CodebookQuantizer(q_density, codebook, index, exact_mask, FINETUNE_LR_SH, config.rmsprop_beta)
+    else:
+        quantizer = FixedQuantizer(q_density, _fixed_quantizer(tuned.sh, sh_spec, importance))
+    trainer = Trainer.for_scene(scene, tuned, config, np.random.default_rng(seed), quantizer)
+    tv_scale = 0.5 ** (len(config.reso) - 1) if config.tv_halve_on_upsample else 1.0
+    for step in range(steps):
+        trainer.step(step, steps, tv_scale)
+        if (step + 1) % config.occupancy_every == 0:
+            trainer.refresh_occupancy()
+        if (step + 1) % config.log_every == 0 or step + 1 == steps:
+            report(progress, "finetune", step + 1, steps)
+    trainer.check_finite(steps)
     vq_state = None
     if sh_spec["codec"] == "vq":
-        codebook, idx, exact = vq.quantize(sh, sh_spec["codebook"], importance, sh_spec.get("keep_exact", 0.0))
-        codebook = codebook.astype(np.float32)
-        exact_mask = np.zeros(len(sh), bool)
-        exact_mask[exact] = True
-        avg_book = np.zeros_like(codebook)
-    else:
-        q_sh = _fixed_quantizer(sh, sh_spec, importance)
-    avg_sh = np.zeros_like(sh)
-    avg_d = np.zeros_like(density)
-    grad_sh = np.zeros_like(sh)
-    grad_d = np.zeros_like(density)
-    ws = kernels.GradWorkspace(len(density), sh.shape[1])
-    occ = kernels.build_occupancy(grid.links, grid.density)
-    bg_white = np.ones(3, np.float32)
-    for _ in track(range(steps), description="fine-tune", disable=not progress, console=Console(stderr=True)):
-        sh_q = np.where(exact_mask[:, None], sh, codebook[idx]) if sh_spec["codec"] == "vq" else q_sh(sh)
-        d_q = np.ascontiguousarray(q_density(density[:, None])[:, 0])
-        flat = rng.integers(0, rays.count, size=batch_rays)
-        origins, dirs = rays.rays(flat)
-        bg = rng.random((batch_rays, 3), dtype=np.float32) if rays.mask is not None else bg_white
-        kernels.render_rays_grad(grid.links, d_q, np.ascontiguousarray(sh_q, np.float32), grid.sh_degree, origins, dirs,
-                                 rays.targets(flat, bg), bg, grad_d, grad_sh, occupancy=occ, workspace=ws)
-        kernels.rmsprop_step(density, grad_d, avg_d, lr_sigma)
-        if sh_spec["codec"] == "vq":
-            grad_book = np.zeros_like(codebook)
-            np.add.at(grad_book, idx[~exact_mask], grad_sh[~exact_mask])
-            grad_sh[~exact_mask] = 0.0
-            kernels.rmsprop_step(codebook, grad_book, avg_book, lr_sh)
-        kernels.rmsprop_step(sh, grad_sh, avg_sh, lr_sh)
-    if sh_spec["codec"] == "vq":
-        sh = np.where(exact_mask[:, None], sh, codebook[idx]).astype(np.float32)
-        vq_state = (codebook.astype(np.float16), idx, exact)
-    tuned = Grid(grid.links, np.ascontiguousarray(density), np.ascontiguousarray(sh, np.float32), grid.sh_degree,
-                 grid.background)
+        quantizer.values(tuned.density, tuned.sh)
+        vq_state = (quantizer.codebook.astype(np.float16), quantizer.index, exact)
     return tuned, vq_state
 
 
 def prepare(grid: Grid, codec: CodecConfig, scene=None, importance: np.ndarray | None = None,
-            progress: bool = False) -> tuple[Grid, np.ndarray, tuple | None]:
+            fit_config: FitConfig | None = None,
+            progress: ProgressCallback | None = None) -> tuple[Grid, np.ndarray, tuple | None]:
     """Run the codec's grid-level steps. Returns (grid, importance, vq_state) for `write_plen`."""
     if importance is None and scene is not None:
-        importance = ray_importance(grid, scene)
+        importance = ray_importance(grid, scene, fit_config)
     if codec.prune_below > 0:
         if importance is None:
             raise PlenopackError("importance pruning needs the training views: pass the scene (--scene)")
         keep = np.flatnonzero(importance >= codec.prune_below)
+        if len(keep) == 0:
+            raise PlenopackError(f"importance pruning at {codec.prune_below:g} removes every voxel")
         grid, importance = grid.subset(keep), importance[keep]
     if importance is None:
         importance = opacity_importance(grid)
@@ -137,18 +173,5 @@ def prepare(grid: Grid, codec: CodecConfig, scene=None, importance: np.ndarray |
     if codec.finetune > 0:
         if scene is None:
             raise PlenopackError("fine-tuning needs the training views: pass the scene (--scene)")
-        grid, vq_state = finetune(grid, scene, codec, codec.finetune, importance, progress=progress)
+        grid, vq_state = finetune(grid, scene, codec, codec.finetune, importance, fit_config, progress)
     return grid, importance, vq_state
-
-
-def compress_file(src: str | Path, dst: str | Path, codec: CodecConfig, scene=None, progress: bool = False) -> dict:
-    """Decode ``src``, apply ``codec`` (with the scene for importance and fine-tuning) into ``dst`` atomically."""
-    f = read_plen(src)
-    grid, importance, vq_state = prepare(f.grid, codec, scene, progress=progress)
-    metadata = dict(f.metadata)
-    metadata["compressed_from"] = {"file": Path(src).name, "bytes": f.nbytes, "codec": codec.to_dict()}
-    nbytes = write_plen(dst, grid, metadata, codec, importance=importance, vq_state=vq_state)
-    out = read_plen(dst)
-    return {"file": str(dst), "method": codec.method, "bits": codec.bits, "label": codec.label(), "bytes": nbytes,
-            "memory_mb": nbytes / 2 ** 20, "input_bytes": f.nbytes, "ratio": f.nbytes / nbytes,
-            "voxels": out.grid.num_voxels, "arrays": out.array_bytes}

@@ -14,20 +14,21 @@ import numpy as np
 
 from plenopack.grid import Grid
 from plenopack.metrics import psnr, ssim
+from plenopack.progress import ProgressCallback, report
 from plenopack.render import background_image, occupancy_for, render_view
 from plenopack.scene.base import Scene
 
 
 def evaluate(grid: Grid, scene: Scene, split: str = "test", background=None, lpips=None,
-             step_size: float = 0.5, max_views: int | None = None, progress: bool = False) -> dict:
+             step_size: float = 0.5, max_views: int | None = None, progress: ProgressCallback | None = None,
+             near: float = 0.0) -> dict:
     """Render the split's views and score them.
 
     ``lpips``: a callable (pred, target) -> float (see plenopack.lpips), or None (reported as null).
+    ``near``: rays start this far from the camera (unit-cube units), as the fit's ``near_clip``.
+    ``progress`` receives "evaluate" events (views done).
     Returns psnr, ssim, lpips (means over views), psnr_masked (scenes with masks), views, per_view.
     """
-    from rich.console import Console
-    from rich.progress import track
-
     ids = scene.split_ids(split)
     if max_views is not None:
         ids = ids[:max_views]
@@ -35,11 +36,12 @@ def evaluate(grid: Grid, scene: Scene, split: str = "test", background=None, lpi
         background = scene.composited_on or (1.0, 1.0, 1.0)
     occ = occupancy_for(grid)
     per_view = []
-    for i in track(ids, description="evaluate", disable=not progress, transient=True,
-                   console=Console(stderr=True)):
+    for done, i in enumerate(ids):
+        report(progress, "evaluate", done, len(ids))
         h, w = scene.image_size(int(i))
         foreground, _, acc = render_view(grid, scene.c2w[i], scene.intrinsics[i], h, w, (0.0, 0.0, 0.0),
-                                         step_size=step_size, occupancy=occ, use_background_model=False)
+                                         step_size=step_size, occupancy=occ, near=near,
+                                         use_background_model=False)
         behind = (background_image(grid, scene.c2w[i], scene.intrinsics[i], h, w) if grid.background is not None
                   else np.asarray(background, np.float32))
         rgb = np.clip(foreground + (1.0 - acc)[..., None] * behind, 0.0, 1.0)
@@ -50,6 +52,7 @@ def evaluate(grid: Grid, scene: Scene, split: str = "test", background=None, lpi
         if scene.masks is not None:
             row["psnr_masked"] = psnr(foreground + (1.0 - acc)[..., None] * target, target, scene.masks[i])
         per_view.append(row)
+    report(progress, "evaluate", len(ids), len(ids))
 
     def mean(key):
         vals = [r[key] for r in per_view if key in r and np.isfinite(r[key])]

@@ -193,3 +193,17 @@ def resolve_lpips(preferred: str = "vgg", weights_dir: str | Path | None = None)
             return load_lpips("squeeze", weights_dir), "squeeze", f"{exc}; reporting LPIPS with the squeeze backbone"
         except LpipsUnavailable as exc2:
             return None, None, f"LPIPS n/a: {exc2}"
+
+
+def available_backbone(preferred: str = "vgg", weights_dir: str | Path | None = None) -> str | None:
+    """The backbone `resolve_lpips` would use (preferred, else squeeze, else None), found without loading
+    torch or any weights: results keyed by the LPIPS backbone can be looked up cheaply."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return None
+    dirs = _search_dirs(weights_dir)
+    for net in dict.fromkeys((preferred, "squeeze")):
+        if net in NETS and _find(BACKBONE_FILES[net], dirs) and _find([f"{net}.pth"], dirs):
+            return net
+    return None

@@ -14,16 +14,18 @@ config hash, so rows that share a fit reuse it; every finished row is appended t
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from plenopack.atomic import atomic_write_text, atomic_write_with
 from plenopack.codecs import CodecConfig
 from plenopack.errors import PlenopackError
+from plenopack.progress import ProgressCallback, report
 
 EXPERIMENTS = ("resolution", "quantization", "pruning")
 PERFCEPTION_CODEC = CodecConfig("sh", 8)  # how PeRFception stores its chosen scenes
@@ -47,14 +49,24 @@ def our_codecs(finetune: int = 300) -> list[tuple[str, CodecConfig]]:
     ]
 
 
+def scaled_schedule(base_reso: list[int], final: int) -> list[int]:
+    """The preset's stages rescaled so the last is ``final`` (multiples of 8, strictly increasing)."""
+    ratio = final / base_reso[-1]
+    reso = [max(8, int(round(r * ratio / 8)) * 8) for r in base_reso[:-1]] + [final]
+    for i in range(len(reso) - 2, -1, -1):  # keep them increasing after rounding
+        reso[i] = min(reso[i], reso[i + 1] - 8)
+    if reso[0] < 4:
+        raise PlenopackError(f"cannot scale the schedule {base_reso} down to {final}")
+    return reso
+
+
 def row_specs(experiment: str, base_reso: list[int], scale: float, finetune: int = 300) -> list[RowSpec]:
     if experiment == "resolution":
         rows = []
         for r in (64, 128, 256, 384):
-            final = max(8, int(round(r * scale / 8)) * 8)
-            coarse = max(8, final // 2)
+            final = max(16, int(round(r * scale / 8)) * 8)
             rows.append(RowSpec("resolution", f"{r}" if scale == 1 else f"{r} (x{scale:g} = {final})",
-                                {"reso": [coarse, final]}))
+                                {"reso": scaled_schedule(base_reso, final)}))
         return rows
     if experiment == "quantization":
         rows = [RowSpec("quantization", "float32", codec=CodecConfig())]
@@ -81,18 +93,21 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _short_hash(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 class Sweep:
-    """Runs rows over scenes with a fit cache and a resumable results file."""
+    """Runs rows over scenes with a fit cache and a resumable results file.
+
+    Every row is keyed by its full configuration: the capture (path, image size, loader options), the fit
+    configuration's hash (preset, overrides, the row's own changes), the codec, and the LPIPS backbone
+    actually used; a row whose key changed is run again, never reused.
+    """
 
     def __init__(self, scene_paths: list[Path], out_dir: Path, preset: str = "fast", scale: float = 1.0,
-                 lpips_net: str = "vgg", max_side: int = 800, fit_overrides: dict | None = None, progress: bool = True,
-                 finetune: int = 300):
+                 lpips_net: str = "vgg", max_side: int = 800, fit_overrides: dict | None = None,
+                 progress: ProgressCallback | None = None, finetune: int = 300, scene_options: dict | None = None):
         from plenopack.fit import load_preset
         from plenopack.lpips import resolve_lpips
 
@@ -102,6 +117,7 @@ class Sweep:
         self.cache.mkdir(parents=True, exist_ok=True)
         self.preset, self.scale, self.max_side = preset, scale, max_side
         self.fit_overrides = fit_overrides or {}
+        self.scene_options = scene_options or {}
         self.base = load_preset(preset, **self.fit_overrides)
         self.progress = progress
         self.finetune = finetune
@@ -114,80 +130,87 @@ class Sweep:
         from plenopack.scene import load_scene
 
         if path not in self._scenes:
-            self._scenes[path] = load_scene(path, max_side=self.max_side)
+            self._scenes[path] = load_scene(path, max_side=self.max_side, **self.scene_options)
         return self._scenes[path]
 
-    def done(self, scene_name: str, spec: RowSpec) -> bool:
-        return any(r["scene"] == scene_name and r["experiment"] == spec.experiment and r["method"] == spec.label
-                   for r in self.results)
+    def fit_config(self, spec: RowSpec):
+        from plenopack.fit import load_preset
 
-    def fitted(self, scene, overrides: dict):
-        """(float32 scene file path, fit seconds, importance) from the cache, fitting when missing."""
+        return load_preset(self.preset, **{**self.fit_overrides, **spec.fit_overrides})
+
+    def scene_key(self, path: Path) -> str:
+        return _short_hash({"path": str(Path(path).resolve()), "max_side": self.max_side,
+                            "options": self.scene_options})
+
+    def row_key(self, path: Path, spec: RowSpec) -> str:
+        return _short_hash({"row": [spec.experiment, spec.label], "scene": self.scene_key(path),
+                            "fit": self.fit_config(spec).config_hash(),
+                            "codec": spec.codec.to_dict(), "lpips": self.lpips_net, "split": "test"})
+
+    def done(self, key: str) -> bool:
+        return any(r.get("key") == key for r in self.results)
+
+    def fitted(self, path: Path, spec: RowSpec) -> tuple[Path, np.ndarray]:
+        """(float32 scene file, importance) from the cache, fitting when missing."""
         from plenopack.compress import ray_importance
-        from plenopack.fileformat import read_plen, write_plen
-        from plenopack.fit import fit, load_preset
+        from plenopack.fileformat import read_plen
+        from plenopack.pipeline import encode_to_file, fit_scene, recorded_fit_config
 
-        config = load_preset(self.preset, **{**self.fit_overrides, **overrides})
-        key = f"{scene.name}-{config.config_hash()}"
-        path = self.cache / f"{key}.plen"
-        if not path.exists():
-            result = fit(scene, config, progress=self.progress)
-            meta = {"scene": {"name": scene.name}, "fit": {"config": config.to_dict(), "config_hash": config.config_hash(),
-                                                          "seconds": round(result.seconds, 2)}}
-            write_plen(path, result.grid, meta)
-        f = read_plen(path)
-        imp_path = self.cache / f"{key}.importance.npy"
+        scene = self.scene(path)
+        config = self.fit_config(spec)
+        stem = f"{scene.name}-{self.scene_key(path)}-{config.config_hash()}"
+        fit_path = self.cache / f"{stem}.plen"
+        if not fit_path.exists():
+            grid, metadata = fit_scene(scene, config, self.preset, self.max_side, self.progress)
+            encode_to_file(fit_path, grid, metadata)
+        imp_path = self.cache / f"{stem}.importance.npy"
         if not imp_path.exists():
-            imp = ray_importance(f.grid, scene)
-            tmp = imp_path.with_name(f".{imp_path.name}.tmp-{os.getpid()}.npy")
-            np.save(tmp, imp)
-            os.replace(tmp, imp_path)
-        return path, f.metadata["fit"]["seconds"], np.load(imp_path)
+            f = read_plen(fit_path)
+            importance = ray_importance(f.grid, scene, recorded_fit_config(f.metadata))
+            atomic_write_with(imp_path, lambda tmp: np.save(tmp, importance))
+        return fit_path, np.load(imp_path)
 
-    def run_row(self, scene_path: Path, spec: RowSpec) -> dict:
-        from plenopack.compress import prepare
-        from plenopack.evaluate import evaluate
-        from plenopack.fileformat import read_plen, write_plen
+    def run_row(self, path: Path, spec: RowSpec, key: str) -> dict:
+        from plenopack.fileformat import read_plen, read_plen_header
+        from plenopack.pipeline import encode_to_file, evaluate_file
 
-        scene = self.scene(scene_path)
-        fit_path, fit_seconds, importance = self.fitted(scene, spec.fit_overrides)
-        grid = read_plen(fit_path).grid
-        stored = self.cache / f"{fit_path.stem}-{spec.codec.label().replace('/', '_')}.plen"
+        scene = self.scene(path)
+        fit_path, importance = self.fitted(path, spec)
+        stored = self.cache / f"{fit_path.stem}-{spec.codec.label().replace('/', '_')}-{_short_hash(spec.codec.to_dict())}.plen"
         if not stored.exists():
-            grid, importance, vq_state = prepare(grid, spec.codec, scene, importance, progress=self.progress)
-            write_plen(stored, grid, {"scene": {"name": scene.name}}, spec.codec, importance=importance,
-                       vq_state=vq_state)
-        f = read_plen(stored)
-        ev = evaluate(f.grid, scene, lpips=self.lpips)
+            f = read_plen(fit_path)
+            metadata = {**f.metadata, "compressed_from": {"file": fit_path.name, "bytes": f.nbytes}}
+            encode_to_file(stored, f.grid, metadata, spec.codec, scene, importance, self.progress)
+        ev = evaluate_file(stored, scene, lpips=self.lpips, lpips_net=self.lpips_net, progress=self.progress)
+        header = read_plen_header(stored)
         return {"scene": scene.name, "experiment": spec.experiment, "method": spec.label, "codec": spec.codec.label(),
-                "memory_mb": f.nbytes / 2 ** 20, "bytes": f.nbytes, "psnr": ev["psnr"], "ssim": ev["ssim"],
-                "lpips": ev["lpips"], "psnr_masked": ev.get("psnr_masked"), "fit_seconds": fit_seconds,
-                "resolution": f.grid.resolution, "voxels": f.grid.num_voxels, "lpips_net": self.lpips_net}
+                "key": key, "memory_mb": ev["memory_mb"], "bytes": ev["bytes"], "psnr": ev["psnr"],
+                "ssim": ev["ssim"], "lpips": ev["lpips"], "psnr_masked": ev.get("psnr_masked"),
+                "fit_seconds": header["metadata"]["fit"]["seconds"], "resolution": header["resolution"],
+                "voxels": header["num_voxels"], "lpips_net": self.lpips_net}
 
     def run(self, experiments: list[str]) -> list[dict]:
-        from rich.console import Console
-
-        console = Console(stderr=True)
         specs = [s for e in experiments for s in row_specs(e, self.base.reso, self.scale, self.finetune)]
         todo = [(p, s) for s in specs for p in self.scene_paths]
         for n, (path, spec) in enumerate(todo, 1):
-            name = self.scene(path).name
-            if self.done(name, spec):
+            key = self.row_key(path, spec)
+            if self.done(key):
                 continue
+            name = self.scene(path).name
             t = time.perf_counter()
             try:
-                row = self.run_row(path, spec)
+                row = self.run_row(path, spec, key)
             except PlenopackError as exc:  # e.g. a pruning threshold that removes every voxel: report it, go on
                 row = {"scene": name, "experiment": spec.experiment, "method": spec.label, "codec": spec.codec.label(),
-                       "error": str(exc)}
-            self.results.append(row)
-            _atomic_write_text(self.results_path, json.dumps(self.results, indent=1))
-            if self.progress:
-                what = (f"failed: {row['error']}" if "error" in row else
-                        f"{row['memory_mb']:.3f} MB, PSNR {row['psnr']:.2f}")
-                console.print(f"[{n}/{len(todo)}] {spec.experiment}: {spec.label} on {name}: {what} "
-                              f"({time.perf_counter() - t:.0f} s)")
-        return self.results
+                       "key": key, "error": str(exc)}
+            self.results = [r for r in self.results if not (r["scene"] == name and r["experiment"] == spec.experiment
+                                                             and r["method"] == spec.label)] + [row]
+            atomic_write_text(self.results_path, json.dumps(self.results, indent=1))
+            what = f"failed: {row['error']}" if "error" in row else f"{row['memory_mb']:.3f} MB, PSNR {row['psnr']:.2f}"
+            report(self.progress, "sweep", n, len(todo), message=f"[{n}/{len(todo)}] {spec.experiment}: {spec.label} on "
+                   f"{name}: {what} ({time.perf_counter() - t:.0f} s)")
+        keys = {self.row_key(p, s) for p, s in todo}
+        return [r for r in self.results if r.get("key") in keys]
 
 
 def summarise(results: list[dict], experiment: str) -> list[dict]:
@@ -246,8 +269,8 @@ def write_report(results: list[dict], out_dir: Path, title: str = "Memory-qualit
         if rows:
             summaries[exp] = rows
             parts += [f"## {exp.capitalize()}", "", markdown_table(rows, net), ""]
-    report = out_dir / "report.md"
-    _atomic_write_text(report, "\n".join(parts))
+    report_path = out_dir / "report.md"
+    atomic_write_text(report_path, "\n".join(parts))
     table = pa.Table.from_pylist([{k: r.get(k) for k in ("scene", "experiment", "method", "codec", "memory_mb", "bytes",
                                                          "psnr", "ssim", "lpips", "psnr_masked", "fit_seconds",
                                                          "resolution", "voxels", "lpips_net", "error")} for r in results],
@@ -260,9 +283,7 @@ def write_report(results: list[dict], out_dir: Path, title: str = "Memory-qualit
                                                    ("voxels", pa.int64()), ("lpips_net", pa.string()),
                                                    ("error", pa.string())]))
     parquet = out_dir / "results.parquet"
-    tmp = out_dir / f".results.parquet.tmp-{os.getpid()}"
-    pq.write_table(table, tmp)
-    os.replace(tmp, parquet)
+    atomic_write_with(parquet, lambda tmp: pq.write_table(table, tmp))
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
     points, labels = [], []
@@ -286,16 +307,15 @@ def write_report(results: list[dict], out_dir: Path, title: str = "Memory-qualit
     ax.legend(fontsize=8)
     fig.tight_layout()
     png = out_dir / "tradeoff.png"
-    tmp_png = out_dir / f".tradeoff.tmp-{os.getpid()}.png"
-    fig.savefig(tmp_png, dpi=130)
+    atomic_write_with(png, lambda tmp: fig.savefig(tmp, dpi=130))
     plt.close(fig)
-    os.replace(tmp_png, png)
-    return {"report": report, "parquet": parquet, "plot": png, "json": out_dir / "results.json"}
+    return {"report": report_path, "parquet": parquet, "plot": png, "json": out_dir / "results.json"}
 
 
 def run_sweep(scene_paths: list[Path], out_dir: Path, experiments: list[str], preset: str = "fast", scale: float = 1.0,
               lpips_net: str = "vgg", max_side: int = 800, fit_overrides: dict | None = None,
-              progress: bool = True, finetune: int = 300) -> tuple[list[dict], dict[str, Path], str]:
+              progress: ProgressCallback | None = None, finetune: int = 300,
+              scene_options: dict | None = None) -> tuple[list[dict], dict[str, Path], str]:
     """Run (or resume) a sweep and write its report. Returns (rows, output paths, LPIPS note)."""
     if "all" in experiments:
         experiments = list(EXPERIMENTS)
@@ -303,6 +323,7 @@ def run_sweep(scene_paths: list[Path], out_dir: Path, experiments: list[str], pr
         if e not in EXPERIMENTS:
             raise PlenopackError(f"unknown experiment {e!r} (expected {', '.join(EXPERIMENTS)} or all)")
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    sweep = Sweep(scene_paths, out_dir, preset, scale, lpips_net, max_side, fit_overrides, progress, finetune)
+    sweep = Sweep(scene_paths, out_dir, preset, scale, lpips_net, max_side, fit_overrides, progress, finetune,
+                  scene_options)
     rows = sweep.run(experiments)
     return rows, write_report(rows, out_dir), sweep.lpips_note

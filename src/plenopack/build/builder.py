@@ -1,45 +1,31 @@
-"""The build loop: one task per scene on a local process pool or Ray, the manifest kept by the coordinator."""
+"""The build loop: one task per scene on a local worker pool or Ray, the manifest kept by the coordinator.
+
+Each scene runs `plenopack.pipeline.run` (the same path as `plenopack fit` + `compress` + `eval`). A scene that
+fails (bad input, or a worker process that dies: out of memory, segfault) is recorded as failed with its
+cause, and the build goes on. Resume trusts the manifest: a scene is done when its row is ok, has the same
+configuration key and its file exists with the recorded size (``verify=True`` also checks its SHA-256).
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
+import resource
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
+from plenopack.atomic import atomic_write_text
 from plenopack.build.discover import SceneRef, discover_scenes
 from plenopack.build.manifest import read_manifest, write_manifest
-from plenopack.codecs import CodecConfig
+from plenopack.build.pool import WorkerDied, WorkerPool
 from plenopack.errors import PlenopackError
+from plenopack.pipeline import PipelineConfig
+from plenopack.progress import ProgressCallback, report
 
 EXECUTORS = ("local", "ray")
 
-
-@dataclass
-class BuildConfig:
-    preset: str = "fast"
-    fit_overrides: dict = field(default_factory=dict)
-    codec: CodecConfig = field(default_factory=lambda: CodecConfig("sh", 8))
-    max_side: int = 800
-    lpips_net: str = "vgg"
-    evaluate: bool = True
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["codec"] = self.codec.to_dict()
-        return d
-
-    def config_hash(self) -> str:
-        from plenopack.fit import load_preset
-
-        fit_hash = load_preset(self.preset, **self.fit_overrides).config_hash()
-        blob = json.dumps({"fit": fit_hash, "codec": self.codec.to_dict(), "max_side": self.max_side}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+BuildConfig = PipelineConfig  # a build runs the pipeline's configuration on every scene
 
 
 def sha256_of(path: Path) -> str:
@@ -51,51 +37,40 @@ def sha256_of(path: Path) -> str:
 
 
 def scene_file(ref: SceneRef) -> str:
+    """Path of a scene's file inside the dataset folder (ids are unique, so paths are)."""
     return f"scenes/{ref.category}/{ref.id.split('/')[-1]}.plen"
 
 
 _LPIPS_CACHE: dict = {}
 
 
-def process_scene(ref: SceneRef, config: BuildConfig, out_dir: str) -> dict:
+def process_scene(ref: SceneRef, config: BuildConfig, out_dir: str, config_key: str) -> dict:
     """Ingest, fit, compress, evaluate and write one scene; never raises (errors become a failed row)."""
-    from plenopack.compress import prepare
-    from plenopack.evaluate import evaluate
-    from plenopack.fileformat import read_plen, write_plen
-    from plenopack.fit import eval_background, fit, load_preset
     from plenopack.lpips import resolve_lpips
+    from plenopack.pipeline import run
     from plenopack.scene import load_scene
 
     rel = scene_file(ref)
-    row = {"id": ref.id, "category": ref.category, "source": ref.path, "path": rel,
-           "config_hash": config.config_hash()}
+    row = {"id": ref.id, "category": ref.category, "source": ref.path, "path": rel, "config_hash": config_key}
     try:
-        scene = load_scene(ref.path, format=ref.format, max_side=config.max_side)
-        fit_config = load_preset(config.preset, **config.fit_overrides)
-        result = fit(scene, fit_config, progress=False)
-        grid, importance, vq_state = prepare(result.grid, config.codec, scene)
+        scene = load_scene(ref.path, format=ref.format, max_side=config.max_side, **config.scene_options)
         target = Path(out_dir) / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"scene": {"name": scene.name, "id": ref.id, "category": ref.category, "source_path": ref.path,
-                          "format": scene.source_format, "world_to_unit": scene.world_to_unit.tolist(),
-                          "max_side": config.max_side},
-                "eval_background": list(eval_background(fit_config, scene)),
-                "fit": {"preset": config.preset, "config": fit_config.to_dict(), "config_hash": fit_config.config_hash(),
-                        "seconds": round(result.seconds, 2)}}
-        nbytes = write_plen(target, grid, meta, config.codec, importance=importance, vq_state=vq_state)
-        row.update(status="ok", error=None, views=scene.num_views, resolution=grid.resolution, voxels=grid.num_voxels,
-                   bytes=nbytes, fit_seconds=round(result.seconds, 2), sha256=sha256_of(target),
-                   source_bytes=sum(Path(p).stat().st_size for p in scene.image_paths if Path(p).exists()))
-        if config.evaluate and scene.test_ids.size:
+        lpips, backbone = None, None
+        if config.evaluate and config.lpips_net:
             if config.lpips_net not in _LPIPS_CACHE:
-                _LPIPS_CACHE[config.lpips_net] = resolve_lpips(config.lpips_net)[0]
-            ev = evaluate(read_plen(target).grid, scene, lpips=_LPIPS_CACHE[config.lpips_net],
-                          background=tuple(meta["eval_background"]))
-            row.update(psnr=ev["psnr"], ssim=ev["ssim"], lpips=ev["lpips"], psnr_masked=ev.get("psnr_masked"))
+                _LPIPS_CACHE[config.lpips_net] = resolve_lpips(config.lpips_net)[:2]
+            lpips, backbone = _LPIPS_CACHE[config.lpips_net]
+        result = run(scene, config, target, lpips, backbone, scene_id=ref.id)
+        row.update(status="ok", error=None, sha256=sha256_of(target),
+                   source_bytes=sum(Path(p).stat().st_size for p in scene.image_paths if Path(p).exists()),
+                   **{k: result.get(k) for k in ("views", "resolution", "voxels", "bytes", "fit_seconds", "psnr",
+                                                 "ssim", "lpips", "psnr_masked", "lpips_net")})
     except PlenopackError as exc:
         row.update(status="failed", error=str(exc))
     except Exception as exc:  # one bad scene never stops the build; keep the message on one line
         row.update(status="failed", error=f"{exc.__class__.__name__}: {exc}".replace("\n", " ")[:500])
+    row["worker_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return row
 
 
@@ -105,15 +80,18 @@ def _init_worker(threads: int) -> None:
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
 
 
-def is_done(row: dict | None, out_dir: Path, config_hash: str) -> bool:
-    """A finished scene: ok in the manifest, same config, file present with the recorded checksum."""
-    if not row or row.get("status") != "ok" or row.get("config_hash") != config_hash:
+def is_done(row: dict | None, out_dir: Path, config_key: str, verify: bool = False) -> bool:
+    """A finished scene: ok in the manifest, same configuration, file present with the recorded size (and,
+    with ``verify``, the recorded SHA-256)."""
+    if not row or row.get("status") != "ok" or row.get("config_hash") != config_key:
         return False
     path = out_dir / row["path"]
-    return path.exists() and sha256_of(path) == row.get("sha256")
+    if not path.is_file() or path.stat().st_size != row.get("bytes"):
+        return False
+    return not verify or sha256_of(path) == row.get("sha256")
 
 
-def _summary(rows: list[dict], config: BuildConfig, source: str) -> dict:
+def _summary(rows: list[dict], config: BuildConfig, config_key: str, source: str) -> dict:
     ok = [r for r in rows if r.get("status") == "ok"]
 
     def mean(k):
@@ -121,7 +99,7 @@ def _summary(rows: list[dict], config: BuildConfig, source: str) -> dict:
         return sum(vals) / len(vals) if vals else None
     total = sum(r["bytes"] for r in ok)
     src = sum(r.get("source_bytes") or 0 for r in ok)
-    return {"source": source, "config": config.to_dict(), "config_hash": config.config_hash(), "scenes": len(rows),
+    return {"source": source, "config": config.to_dict(), "config_hash": config_key, "scenes": len(rows),
             "scenes_ok": len(ok), "scenes_failed": len(rows) - len(ok), "bytes": total, "memory_mb_per_scene":
             total / 2 ** 20 / len(ok) if ok else None, "psnr": mean("psnr"), "ssim": mean("ssim"), "lpips": mean("lpips"),
             "source_image_bytes": src, "compression_ratio": src / total if total else None,
@@ -130,8 +108,12 @@ def _summary(rows: list[dict], config: BuildConfig, source: str) -> dict:
 
 def build_dataset(source: str | Path, out_dir: str | Path, config: BuildConfig, format: str | None = None,
                   executor: str = "local", workers: int | None = None, ray_address: str | None = None,
-                  limit: int | None = None, categories: list[str] | None = None, progress: bool = True) -> dict:
-    """Build (or resume) a dataset; returns the dataset.json summary."""
+                  limit: int | None = None, categories: list[str] | None = None,
+                  progress: ProgressCallback | None = None, verify: bool = False) -> dict:
+    """Build (or resume) a dataset; returns the dataset.json summary. ``progress`` receives "build" events
+    (scenes done; fields failed, rate in scenes/hour, mean psnr; a message for each failed scene)."""
+    from plenopack.lpips import available_backbone
+
     if executor not in EXECUTORS:
         raise PlenopackError(f"unknown executor {executor!r} (expected local or ray)")
     out = Path(out_dir)
@@ -139,53 +121,48 @@ def build_dataset(source: str | Path, out_dir: str | Path, config: BuildConfig, 
     refs = discover_scenes(source, format, categories, limit)
     manifest_path = out / "manifest.parquet"
     rows = {r["id"]: r for r in read_manifest(manifest_path)}
-    chash = config.config_hash()
-    todo = [r for r in refs if not is_done(rows.get(r.id), out, chash)]
+    config_key = config.key(available_backbone(config.lpips_net) if config.evaluate and config.lpips_net else None)
+    todo = [r for r in refs if not is_done(rows.get(r.id), out, config_key, verify)]
     cores = os.cpu_count() or 1
     workers = max(1, min(workers or cores, len(todo) or 1))
+    start, done, failed, psnrs = time.perf_counter(), 0, 0, []
 
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    state = {"failed": 0, "psnr": [], "start": time.perf_counter()}
-
-    def finished(row: dict, bar, task) -> None:
+    def finished(row: dict) -> None:
+        nonlocal done, failed
         rows[row["id"]] = row
         write_manifest(manifest_path, list(rows.values()))
+        done += 1
         if row["status"] != "ok":
-            state["failed"] += 1
+            failed += 1
         elif row.get("psnr") is not None:
-            state["psnr"].append(row["psnr"])
-        hours = (time.perf_counter() - state["start"]) / 3600
-        done = bar.tasks[task].completed + 1
-        mean = sum(state["psnr"]) / len(state["psnr"]) if state["psnr"] else float("nan")
-        bar.update(task, advance=1, failed=state["failed"], rate=done / max(hours, 1e-9), psnr=mean)
+            psnrs.append(row["psnr"])
+        hours = (time.perf_counter() - start) / 3600
+        report(progress, "build", done, len(todo), message=None if row["status"] == "ok" else
+               f"failed: {row['id']}: {row['error']}", failed=failed, rate=done / max(hours, 1e-9),
+               psnr=sum(psnrs) / len(psnrs) if psnrs else float("nan"))
 
-    columns = [TextColumn("[bold]build"), BarColumn(), MofNCompleteColumn(), TextColumn("failed {task.fields[failed]}"),
-               TextColumn("{task.fields[rate]:.0f} scenes/h"), TextColumn("mean PSNR {task.fields[psnr]:.2f}"),
-               TimeRemainingColumn()]
-    with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
-        task = bar.add_task("build", total=len(todo), failed=0, rate=0.0, psnr=float("nan"))
-        if executor == "local":
-            threads = max(1, cores // workers)
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                     initargs=(threads,)) as pool:
-                pending = {pool.submit(process_scene, ref, config, str(out)) for ref in todo}
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        finished(fut.result(), bar, task)
-        else:
-            for row in _run_on_ray(todo, config, out, workers, ray_address):
-                finished(row, bar, task)
-    summary = _summary([rows[r.id] for r in refs if r.id in rows], config, str(source))
-    tmp = out / f".dataset.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, out / "dataset.json")
+    report(progress, "build", 0, len(todo), failed=0, rate=0.0, psnr=float("nan"))
+    if executor == "local":
+        threads = max(1, cores // workers)
+        with WorkerPool(workers, _init_worker, (threads,)) as pool:
+            tasks = [(ref.id, process_scene, (ref, config, str(out), config_key)) for ref in todo]
+            by_id = {ref.id: ref for ref in todo}
+            for scene_id, row in pool.run(tasks):
+                if isinstance(row, WorkerDied):
+                    ref = by_id[scene_id]
+                    row = {"id": ref.id, "category": ref.category, "source": ref.path, "path": scene_file(ref),
+                           "config_hash": config_key, "status": "failed", "error": row.describe()}
+                finished(row)
+    else:
+        for row in _run_on_ray(todo, config, out, config_key, workers, ray_address):
+            finished(row)
+    summary = _summary([rows[r.id] for r in refs if r.id in rows], config, config_key, str(source))
+    atomic_write_text(out / "dataset.json", json.dumps(summary, indent=1))
     return summary
 
 
-def _run_on_ray(todo: list[SceneRef], config: BuildConfig, out: Path, workers: int, address: str | None):
+def _run_on_ray(todo: list[SceneRef], config: BuildConfig, out: Path, config_key: str, workers: int,
+                address: str | None):
     """One Ray task per scene (num_cpus each = cores / workers); yields rows as they finish."""
     try:
         import ray
@@ -195,13 +172,19 @@ def _run_on_ray(todo: list[SceneRef], config: BuildConfig, out: Path, workers: i
         ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
                  **({} if address else {"num_cpus": os.cpu_count()}))
     cpus = max(1, int(ray.available_resources().get("CPU", 1)) // workers)
-    task = ray.remote(num_cpus=cpus)(_ray_scene)
-    futures = [task.remote(ref, config, str(out), cpus) for ref in todo]
+    task = ray.remote(num_cpus=cpus, max_retries=0)(_ray_scene)
+    futures = {task.remote(ref, config, str(out), config_key, cpus): ref for ref in todo}
     while futures:
-        done, futures = ray.wait(futures, num_returns=1)
-        yield ray.get(done[0])
+        done, _ = ray.wait(list(futures), num_returns=1)
+        ref = futures.pop(done[0])
+        try:
+            yield ray.get(done[0])
+        except ray.exceptions.RayError as exc:  # the worker process died
+            yield {"id": ref.id, "category": ref.category, "source": ref.path, "path": scene_file(ref),
+                   "config_hash": config_key, "status": "failed",
+                   "error": f"worker process died ({exc.__class__.__name__})"}
 
 
-def _ray_scene(ref: SceneRef, config: BuildConfig, out_dir: str, threads: int) -> dict:
+def _ray_scene(ref: SceneRef, config: BuildConfig, out_dir: str, config_key: str, threads: int) -> dict:
     _init_worker(threads)
-    return process_scene(ref, config, out_dir)
+    return process_scene(ref, config, out_dir, config_key)

@@ -30,6 +30,18 @@ def _co3d_sequences(category_dir: Path) -> list[str]:
     return sorted(p.name for p in category_dir.iterdir() if (p / "images").is_dir())
 
 
+def _unique_ids(refs: list[SceneRef]) -> list[SceneRef]:
+    """Make ids unique: scenes that share a name (same category and folder name, different paths) get a short
+    hash of their path appended, so their files never overwrite each other."""
+    import hashlib
+    from collections import Counter
+
+    counts = Counter(r.id for r in refs)
+    return [r if counts[r.id] == 1 else
+            SceneRef(f"{r.id}-{hashlib.sha256(r.path.encode()).hexdigest()[:8]}", r.category, r.path, r.format)
+            for r in refs]
+
+
 def discover_scenes(source: str | Path, format: str | None = None, categories: list[str] | None = None,
                     limit: int | None = None) -> list[SceneRef]:
     """Scenes under ``source`` (sorted, stable ids), filtered by category and cut to ``limit``."""
@@ -40,7 +52,8 @@ def discover_scenes(source: str | Path, format: str | None = None, categories: l
             line = line.strip()
             if line and not line.startswith("#"):
                 p = Path(line) if Path(line).is_absolute() else (src.parent / line)
-                refs.append(SceneRef(p.name, p.parent.name or "default", str(p), format))
+                category = p.parent.name or "default"
+                refs.append(SceneRef(f"{category}/{p.name}", category, str(p), format))
     elif not src.is_dir():
         raise PlenopackError("no such capture root", src)
     elif format in (None, "co3d") and any((d / "frame_annotations.jgz").exists() for d in src.iterdir() if d.is_dir()):
@@ -54,6 +67,7 @@ def discover_scenes(source: str | Path, format: str | None = None, categories: l
             except PlenopackError:
                 continue
             refs.append(SceneRef(d.name, "default", str(d), fmt))
+    refs = _unique_ids(refs)
     if categories:
         refs = [r for r in refs if r.category in set(categories)]
     if not refs:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from plenopack.atomic import atomic_write_with
 
 MANIFEST_SCHEMA = pa.schema([
     ("id", pa.string()), ("category", pa.string()), ("source", pa.string()), ("path", pa.string()),
@@ -14,6 +15,7 @@ MANIFEST_SCHEMA = pa.schema([
     ("voxels", pa.int64()), ("bytes", pa.int64()), ("psnr", pa.float64()), ("ssim", pa.float64()),
     ("lpips", pa.float64()), ("psnr_masked", pa.float64()), ("fit_seconds", pa.float64()),
     ("config_hash", pa.string()), ("sha256", pa.string()), ("source_bytes", pa.int64()),
+    ("lpips_net", pa.string()), ("worker_peak_rss_mb", pa.float64()),
 ])
 
 
@@ -22,13 +24,13 @@ def write_manifest(path: str | Path, rows: list[dict]) -> None:
     path = Path(path)
     table = pa.Table.from_pylist([{f.name: r.get(f.name) for f in MANIFEST_SCHEMA} for r in sorted(rows, key=lambda r: r["id"])],
                                  schema=MANIFEST_SCHEMA)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write_with(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_manifest(path: str | Path) -> list[dict]:
+    """All rows (columns missing from older manifests read as None)."""
     path = Path(path)
-    return pq.read_table(path).to_pylist() if path.exists() else []
+    if not path.exists():
+        return []
+    rows = pq.read_table(path).to_pylist()
+    return [{f.name: r.get(f.name) for f in MANIFEST_SCHEMA} for r in rows]

@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from plenopack.cli import app
-from plenopack.cli.fit_cmds import parse_overrides
+from plenopack.cli.options import parse_key_values, scene_option_flag
+from plenopack.cli.progress import RichProgress
 
 
 @app.command("build")
@@ -18,6 +19,7 @@ def build_cmd(
     format: str = typer.Option(None, "--format", help="Force the capture loader."),
     preset: str = typer.Option("fast", "--preset", help="Fit preset."),
     overrides: list[str] = typer.Option([], "--set", help="Fit hyperparameter override key=value (repeatable)."),
+    scene_options: list[str] = scene_option_flag(),
     method: str = typer.Option("sh", "--method", help="Codec method (as `compress`)."),
     bits: int = typer.Option(8, "--bits"),
     entropy: str = typer.Option(None, "--entropy", help="zstd to entropy-code every stream."),
@@ -30,16 +32,20 @@ def build_cmd(
     categories: str = typer.Option(None, "--categories", help="Comma-separated categories to include."),
     max_side: int = typer.Option(800, "--max-side"),
     lpips_net: str = typer.Option("vgg", "--lpips-net"),
+    verify: bool = typer.Option(False, "--verify", help="On resume, check finished files' SHA-256 (default: trust "
+                                "the manifest's sizes)."),
     as_json: bool = typer.Option(False, "--json", help="Print dataset.json's summary as one JSON object."),
 ) -> None:
     """Build a radiance-field dataset from many captures: resumable, one failed scene never stops it."""
     from plenopack.build import BuildConfig, build_dataset
     from plenopack.codecs import CodecConfig
 
-    config = BuildConfig(preset=preset, fit_overrides=parse_overrides(overrides), max_side=max_side, lpips_net=lpips_net,
+    config = BuildConfig(preset=preset, fit_overrides=parse_key_values(overrides, "--set"), max_side=max_side,
+                         lpips_net=lpips_net, scene_options=parse_key_values(scene_options, "--scene-option"),
                          codec=CodecConfig(method, bits, entropy, prune_below=prune_below, finetune=finetune))
-    summary = build_dataset(source, output, config, format, executor, workers, ray_address, limit,
-                            categories.split(",") if categories else None, progress=not as_json)
+    with RichProgress(enabled=not as_json) as progress:
+        summary = build_dataset(source, output, config, format, executor, workers, ray_address, limit,
+                                categories.split(",") if categories else None, progress, verify)
     if as_json:
         typer.echo(json.dumps(summary))
         return

@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 
 from plenopack.cli import app
+from plenopack.cli.options import parse_key_values, scene_option_flag
+from plenopack.cli.progress import RichProgress
 from plenopack.errors import PlenopackError
 
 
@@ -39,11 +41,12 @@ def compress_cmd(
     prune_below: float = typer.Option(0.0, "--prune-below", help="Drop voxels whose max ray weight is below this (needs --scene)."),
     finetune: int = typer.Option(0, "--finetune", help="Steps of quantisation-aware fine-tuning (needs --scene)."),
     scene_path: Path = typer.Option(None, "--scene", help="The capture: importance from its rays, and fine-tuning."),
+    scene_options: list[str] = scene_option_flag(),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Re-encode a scene file with a codec (PeRFception's quantizers or ours)."""
     from plenopack.codecs import CodecConfig
-    from plenopack.compress import compress_file
+    from plenopack.pipeline import compress_file, load_recorded_scene
 
     options = {"method": method, "bits": bits, "entropy": entropy, "zstd_level": zstd_level, "density": density,
                "codebook": codebook, "keep_exact": keep_exact, "prune_below": prune_below, "finetune": finetune}
@@ -54,11 +57,12 @@ def compress_cmd(
     codec = CodecConfig(**options)
     scene = None
     if scene_path is not None:
-        from plenopack.cli.fit_cmds import load_scene_for
         from plenopack.fileformat import read_plen_header
 
-        scene = load_scene_for(read_plen_header(src).get("metadata", {}), scene_path, None, None)
-    summary = compress_file(src, output, codec, scene, progress=not as_json)
+        scene = load_recorded_scene(read_plen_header(src).get("metadata", {}), scene_path,
+                                    options=parse_key_values(scene_options, "--scene-option"))
+    with RichProgress(enabled=not as_json) as progress:
+        summary = compress_file(src, output, codec, scene, progress)
     if as_json:
         typer.echo(json.dumps(summary))
     else:

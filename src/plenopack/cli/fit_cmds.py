@@ -1,4 +1,4 @@
-"""Fitting, evaluation and rendering verbs: `fit`, `eval`, `render`."""
+"""Fitting and evaluation verbs: `fit`, `eval` (thin layers over `plenopack.pipeline`)."""
 
 from __future__ import annotations
 
@@ -8,44 +8,16 @@ from pathlib import Path
 import typer
 
 from plenopack.cli import app
+from plenopack.cli.options import fit_overrides, parse_key_values, scene_option_flag, schedule_overrides
+from plenopack.cli.progress import RichProgress
 from plenopack.errors import PlenopackError
-
-
-def parse_int_list(text: str | None, what: str) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise PlenopackError(f"{what} must be comma-separated integers, got {text!r}") from None
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """``key=value`` pairs; values parsed as JSON when possible (numbers, lists, booleans)."""
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise PlenopackError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        try:
-            out[key.strip().replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip().replace("-", "_")] = value
-    return out
-
-
-def scene_metadata(scene, max_side: int) -> dict:
-    return {"name": scene.name, "source_path": scene.source_path, "format": scene.source_format,
-            "category": scene.category, "world_to_unit": scene.world_to_unit.tolist(), "max_side": max_side,
-            "normalisation": scene.normalisation, "train_views": int(scene.train_ids.size),
-            "test_views": int(scene.test_ids.size)}
 
 
 @app.command("fit")
 def fit_cmd(
     scene_path: Path = typer.Argument(..., metavar="SCENE", help="Capture folder."),
     output: Path = typer.Option(..., "-o", "--output", help="Scene file to write (.plen)."),
-    preset: str = typer.Option("fast", "--preset", help="Hyperparameter preset: fast, blender, llff, co3d, tiny."),
+    preset: str = typer.Option("fast", "--preset", help="Hyperparameter preset (see the README's table)."),
     reso: str = typer.Option(None, "--reso", help="Resolution schedule, e.g. 64,128,256."),
     steps: str = typer.Option(None, "--steps", help="Steps per stage (comma list), or one total split like the preset."),
     sh_degree: int = typer.Option(None, "--sh-degree", help="SH degree 0..3."),
@@ -60,45 +32,27 @@ def fit_cmd(
     background_frame: str = typer.Option(None, "--background-frame", help="msi: world (cameras move around the "
                                          "object) or turntable (the object turns in front of a fixed camera)."),
     overrides: list[str] = typer.Option([], "--set", help="Any other hyperparameter, key=value (repeatable)."),
+    scene_options: list[str] = scene_option_flag(),
     format: str = typer.Option(None, "--format", help="Force the capture loader."),
     max_side: int = typer.Option(800, "--max-side", help="Resize so the longest side is at most this."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Fit a Plenoxels grid to a capture and write an (uncompressed) scene file."""
-    from plenopack import __version__
-    from plenopack.fileformat import write_plen
-    from plenopack.fit import eval_background, fit, load_preset
+    from plenopack.fit import load_preset
+    from plenopack.pipeline import encode_to_file, fit_scene
     from plenopack.scene import load_scene
 
-    extra = parse_overrides(overrides)
-    if background == "msi":
-        extra["background_model"] = "msi"
-    elif background is not None:
-        extra["background"] = background
-    for key, value in (("msi_layers", background_layers), ("msi_height", background_reso),
-                       ("msi_frame", background_frame)):
-        if value is not None:
-            extra[key] = value
-    base = load_preset(preset, **extra)
-    reso_list = parse_int_list(reso, "--reso") or base.reso
-    steps_list = parse_int_list(steps, "--steps")
-    if steps_list is not None and len(steps_list) == 1 and len(reso_list) > 1:
-        share = [s / max(sum(base.steps), 1) for s in base.steps] if len(base.steps) == len(reso_list) else [1 / len(reso_list)] * len(reso_list)
-        steps_list = [int(round(steps_list[0] * f)) for f in share]
-    if steps_list is None:
-        steps_list = base.steps if len(base.steps) == len(reso_list) else [sum(base.steps) // len(reso_list)] * len(reso_list)
-    config = load_preset(preset, **extra, reso=reso_list, steps=steps_list, sh_degree=sh_degree, seed=seed,
-                         prune=prune, prune_threshold=prune_threshold)
-    scene = load_scene(scene_path, format=format, max_side=max_side)
-    result = fit(scene, config, progress=not as_json)
-    metadata = {"plenopack_version": __version__, "scene": scene_metadata(scene, max_side),
-                "eval_background": list(eval_background(config, scene)), "fit": {
-                    "preset": preset, "config": config.to_dict(), "config_hash": config.config_hash(),
-                    "seconds": round(result.seconds, 2), "log": result.log}}
-    nbytes = write_plen(output, result.grid, metadata)
-    summary = {"path": str(output), "bytes": nbytes, "memory_mb": nbytes / 2 ** 20, "resolution": result.grid.resolution,
-               "voxels": result.grid.num_voxels, "seconds": round(result.seconds, 2),
-               "train_psnr": result.log[-1]["psnr"] if result.log else None, "config_hash": config.config_hash()}
+    extra = fit_overrides(overrides, background, background_layers, background_reso, background_frame)
+    extra.update(schedule_overrides(preset, extra, reso, steps))
+    config = load_preset(preset, **extra, sh_degree=sh_degree, seed=seed, prune=prune, prune_threshold=prune_threshold)
+    scene = load_scene(scene_path, format=format, max_side=max_side, **parse_key_values(scene_options, "--scene-option"))
+    with RichProgress(enabled=not as_json) as progress:
+        grid, metadata = fit_scene(scene, config, preset, max_side, progress)
+    nbytes = encode_to_file(output, grid, metadata)
+    summary = {"path": str(output), "bytes": nbytes, "memory_mb": nbytes / 2 ** 20, "resolution": grid.resolution,
+               "voxels": grid.num_voxels, "seconds": metadata["fit"]["seconds"],
+               "train_psnr": metadata["fit"]["log"][-1]["psnr"] if metadata["fit"]["log"] else None,
+               "config_hash": config.config_hash()}
     if as_json:
         typer.echo(json.dumps(summary))
     else:
@@ -106,38 +60,35 @@ def fit_cmd(
                    f"{summary['memory_mb']:.2f} MB, fit in {summary['seconds']:.0f} s")
 
 
-def load_scene_for(plen_metadata: dict, scene_path: Path, format: str | None, max_side: int | None):
-    from plenopack.scene import load_scene
-
-    recorded = plen_metadata.get("scene", {}).get("max_side", 800)
-    return load_scene(scene_path, format=format, max_side=max_side or recorded)
-
-
 @app.command("eval")
 def eval_cmd(
     plen: Path = typer.Argument(..., metavar="FILE.plen", help="Scene file."),
-    scene_path: Path = typer.Argument(..., metavar="SCENE", help="The capture it was fitted on."),
+    scene_path: Path = typer.Argument(None, metavar="[SCENE]", help="The capture it was fitted on "
+                                      "(default: the path recorded in the file)."),
     split: str = typer.Option("test", "--split", help="test, train or all."),
     lpips_net: str = typer.Option("vgg", "--lpips-net", help="LPIPS backbone: vgg, alex or squeeze (falls back to squeeze)."),
     no_lpips: bool = typer.Option(False, "--no-lpips", help="Skip LPIPS."),
-    format: str = typer.Option(None, "--format", help="Force the capture loader."),
+    scene_options: list[str] = scene_option_flag(),
+    format: str = typer.Option(None, "--format", help="Force the capture loader (default: as recorded)."),
     max_side: int = typer.Option(None, "--max-side", help="Default: as recorded at fit time."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
-    """Render held-out views and report PSNR, SSIM, LPIPS and memory (MB = file bytes / 2^20)."""
-    from plenopack.evaluate import evaluate
-    from plenopack.fileformat import read_plen
-    from plenopack.lpips import resolve_lpips
+    """Render held-out views and report PSNR, SSIM, LPIPS and memory (MB = file bytes / 2^20).
 
-    f = read_plen(plen)
-    scene = load_scene_for(f.metadata, scene_path, format, max_side)
+    The capture is loaded with the format, image size and loader options recorded in the file, so the split and
+    normalisation are those of the fit."""
+    from plenopack.fileformat import read_plen_header
+    from plenopack.lpips import resolve_lpips
+    from plenopack.pipeline import evaluate_file, load_recorded_scene
+
+    metadata = read_plen_header(plen).get("metadata", {})
+    scene = load_recorded_scene(metadata, scene_path, format, max_side,
+                                parse_key_values(scene_options, "--scene-option"))
     model, backbone, note = (None, None, "") if no_lpips else resolve_lpips(lpips_net)
     if note and not as_json:
         typer.echo(note, err=True)
-    bg = f.metadata.get("eval_background")
-    result = evaluate(f.grid, scene, split=split, background=tuple(bg) if bg else None, lpips=model,
-                      progress=not as_json)
-    result.update({"memory_mb": f.memory_mb, "bytes": f.nbytes, "lpips_net": backbone, "file": str(plen)})
+    with RichProgress(enabled=not as_json) as progress:
+        result = evaluate_file(plen, scene, split, model, backbone, progress)
     if as_json:
         result.pop("per_view")
         typer.echo(json.dumps(result))

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from plenopack.cli import app
-from plenopack.cli.fit_cmds import parse_overrides
+from plenopack.cli.options import parse_key_values, scene_option_flag
+from plenopack.cli.progress import RichProgress
 
 
 def print_report(rows: list[dict], paths: dict, note: str) -> None:
@@ -49,12 +50,15 @@ def sweep_cmd(
     lpips_net: str = typer.Option("vgg", "--lpips-net", help="vgg (PeRFception), alex or squeeze."),
     max_side: int = typer.Option(800, "--max-side"),
     finetune: int = typer.Option(300, "--finetune", help="Fine-tuning steps of our codecs' rows."),
+    scene_options: list[str] = scene_option_flag(),
 ) -> None:
     """PeRFception's memory-quality study (resolution, quantization, pruning) on your scenes; resumable."""
     from plenopack.sweep import run_sweep
 
-    rows, paths, note = run_sweep(scenes, output, experiment, preset, scale, lpips_net, max_side,
-                                  parse_overrides(overrides), finetune=finetune)
+    with RichProgress() as progress:
+        rows, paths, note = run_sweep(scenes, output, experiment, preset, scale, lpips_net, max_side,
+                                      parse_key_values(overrides, "--set"), progress, finetune,
+                                      parse_key_values(scene_options, "--scene-option"))
     print_report(rows, paths, note)
 
 
@@ -69,6 +73,7 @@ def demo(
     from rich.console import Console
 
     from plenopack.fileformat import read_plen
+    from plenopack.fit import load_preset
     from plenopack.render import render_orbit, write_animation
     from plenopack.scene import load_scene
     from plenopack.sweep import run_sweep
@@ -80,9 +85,11 @@ def demo(
                       f"{s['test_views']} test), {s['image_sizes_hw']} px, masks={s['masks']}, normalised: {s['normalisation']}")
     output.mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]Sweeping quantization and pruning on lego with preset {preset!r}[/] (resumable: re-run to continue)")
-    rows, paths, note = run_sweep([data / "lego"], output, ["quantization", "pruning"], preset=preset, finetune=150)
+    with RichProgress() as progress:
+        rows, paths, note = run_sweep([data / "lego"], output, ["quantization", "pruning"], preset=preset,
+                                      finetune=150, progress=progress)
     print_report(rows, paths, note)
-    base = sorted((output / "cache").glob("lego-*.plen"), key=lambda p: len(p.name))[0]
+    base = next((output / "cache").glob(f"lego-*-{load_preset(preset).config_hash()}.plen"))
     frames = render_orbit(read_plen(base).grid, 36, radius=3.2, elevation=25.0, size=200)
     gif = output / "lego_turntable.gif"
     write_animation(frames, gif)

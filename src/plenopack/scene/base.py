@@ -42,6 +42,7 @@ class Scene:
     normalisation: str = ""  # how world_to_unit was chosen, for the record
     is_object_centric: bool = True  # object capture (cameras around it) vs. scene capture
     composited_on: tuple[float, float, float] | None = None  # RGBA captures: colour the images were composited on
+    loader_options: dict = field(default_factory=dict)  # effective loader options: load_scene(..., **these) reloads the same scene
 
     def __post_init__(self) -> None:
         self.validate()

@@ -1,0 +1,126 @@
+"""A local pool of long-lived worker processes that survives its workers dying.
+
+`concurrent.futures.ProcessPoolExecutor` breaks as a whole (BrokenProcessPool) when one worker is killed
+(out-of-memory killer, a segfault in native code). Here each worker runs one task at a time over its own
+pipe; the coordinator waits on the pipes and on the processes' sentinels, so a worker that dies is seen at
+once: its task comes back as a `WorkerDied` result naming the cause, and a fresh worker takes its place.
+Workers are started with "spawn" (no inherited threads or locks) and run ``initializer(*initargs)`` once.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from multiprocessing import get_context
+from multiprocessing.connection import wait
+from typing import Any, Callable, Iterable, Iterator
+
+
+@dataclass
+class WorkerDied:
+    """The result of a task whose worker process ended before answering."""
+
+    exitcode: int | None
+
+    def describe(self) -> str:
+        code = self.exitcode
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            hint = {"SIGKILL": " (killed: out of memory?)", "SIGSEGV": " (crashed)", "SIGBUS": " (crashed)",
+                    "SIGABRT": " (aborted)"}.get(name, "")
+            return f"worker process died from {name}{hint}"
+        return f"worker process exited with status {code}"
+
+
+def _worker_main(conn, initializer, initargs) -> None:
+    if initializer is not None:
+        initializer(*initargs)
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        key, fn, args = message
+        conn.send((key, fn(*args)))
+
+
+class _Worker:
+    def __init__(self, ctx, initializer, initargs):
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(target=_worker_main, args=(child, initializer, initargs), daemon=True)
+        self.process.start()
+        child.close()
+        self.task: Any = None  # key of the task in flight
+
+
+class WorkerPool:
+    """``workers`` processes running tasks (key, fn, args); see the module docstring."""
+
+    def __init__(self, workers: int, initializer: Callable | None = None, initargs: tuple = ()):
+        self.ctx = get_context("spawn")
+        self.initializer, self.initargs = initializer, initargs
+        self.workers = [_Worker(self.ctx, initializer, initargs) for _ in range(max(1, workers))]
+
+    def run(self, tasks: Iterable[tuple[Any, Callable, tuple]]) -> Iterator[tuple[Any, Any]]:
+        """Yield (key, result) as tasks finish, in completion order; a dead worker's task yields WorkerDied."""
+        queue = list(tasks)[::-1]
+        busy: dict[Any, _Worker] = {}
+        while queue or busy:
+            for worker in self.workers:
+                if worker.task is None and queue:
+                    key, fn, args = queue.pop()
+                    worker.task = key
+                    worker.conn.send((key, fn, args))
+                    busy[key] = worker
+            ready = set(wait([w.conn for w in busy.values()] + [w.process.sentinel for w in busy.values()]))
+            for key, worker in list(busy.items()):
+                answered = worker.conn in ready or (worker.process.sentinel in ready and worker.conn.poll())
+                if not answered and worker.process.sentinel not in ready:
+                    continue
+                del busy[key]
+                outcome = self._receive(worker) if answered else None
+                if outcome is None:
+                    worker.process.join()
+                    outcome = WorkerDied(worker.process.exitcode)
+                    self._replace(worker)
+                else:
+                    worker.task = None
+                    outcome = outcome[1]
+                yield key, outcome
+
+    @staticmethod
+    def _receive(worker: _Worker) -> tuple[Any, Any] | None:
+        """(key, result) from a worker's pipe, or None when the pipe broke (the worker died)."""
+        try:
+            return worker.conn.recv()
+        except (EOFError, OSError):
+            return None
+
+    def _replace(self, dead: _Worker) -> None:
+        dead.conn.close()
+        self.workers[self.workers.index(dead)] = _Worker(self.ctx, self.initializer, self.initargs)
+
+    def close(self) -> None:
+        """Ask idle workers to stop and wait for them; kill any that do not."""
+        for worker in self.workers:
+            try:
+                worker.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        for worker in self.workers:
+            worker.process.join(timeout=10)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.conn.close()
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

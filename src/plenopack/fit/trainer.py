@@ -1,0 +1,173 @@
+"""One training step of a grid (and its background model) on a scene's rays: the loop body that fitting
+and quantisation-aware fine-tuning share.
+
+Loss = MSE + lambda_tv TV(density) + lambda_tv_sh TV(SH) + lambda_sparsity Cauchy(density) + lambda_beta beta(acc)
+(+ lambda_mask opacity floor on object pixels of full-frame fits); TV and sparsity on ``tv_fraction`` of the
+occupied voxels per step; RMSProp on the rows a step touched. Masked scenes train against a random
+background colour per ray; full-frame fits with an MSI train the MSI jointly (its own RMSProp and TV).
+
+A `ValueQuantizer` makes the step quantisation-aware: the forward pass renders the quantised values, the
+gradients update the float values (straight-through estimator), and the quantizer may route the SH gradient
+to parameters of its own (a VQ codebook).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import numpy as np
+
+from plenopack import kernels
+from plenopack.errors import PlenopackError
+from plenopack.fit.background import background_mode, fixed_colour, init_background
+from plenopack.fit.config import FitConfig
+from plenopack.fit.rays import TrainingRays
+from plenopack.grid import Grid
+
+
+class ValueQuantizer(Protocol):
+    """What quantisation-aware training needs from a codec (see `plenopack.compress`)."""
+
+    def values(self, density: np.ndarray, sh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The (density (N,), sh (N, C)) float32 values the forward pass renders."""
+
+    def route_sh_gradient(self, grad_sh: np.ndarray) -> None:
+        """Take the SH gradient rows that train the quantizer's own parameters (zeroing them in ``grad_sh``)."""
+
+
+def learning_rate(start: float, end: float, step: int, horizon: int, delay_steps: int = 0,
+                  delay_mult: float = 1.0) -> float:
+    """Log-linear decay from start to end over ``horizon`` steps, with svox2's optional sine warm-up."""
+    t = min(step / horizon, 1.0) if horizon > 0 else 0.0
+    lr = start if start == end else math.exp(math.log(start) * (1 - t) + math.log(end) * t)
+    if delay_steps > 0:
+        lr *= delay_mult + (1 - delay_mult) * math.sin(0.5 * math.pi * min(step / delay_steps, 1.0))
+    return float(lr)
+
+
+class Trainer:
+    """Trains ``grid`` (in place) on ``rays`` with ``config``; `set_grid` after each resampling.
+
+    Deterministic for a given ``rng`` state and numba thread count.
+    """
+
+    def __init__(self, rays: TrainingRays, grid: Grid, config: FitConfig, mode: str,
+                 rng: np.random.Generator, quantizer: ValueQuantizer | None = None):
+        self.rays, self.config, self.rng, self.quantizer = rays, config, rng, quantizer
+        self.mode = mode  # constant-background mode: "random", "white" or "black"
+        self.fixed_bg = fixed_colour(mode)
+        if config.background_model == "msi" and grid.background is None:
+            grid.background = init_background(config, rays.c2w[:, :3, 3])
+        self.msi = grid.background if config.background_model == "msi" else None
+        if self.msi is not None:
+            self.msi_flat = self.msi.layers.reshape(-1, 4)
+            self.msi_grad = np.zeros_like(self.msi_flat)
+            self.msi_avg = np.zeros_like(self.msi_flat)
+        # object pixels must stay opaque in the grid when frames are fitted whole (else a background model can
+        # paint the object from behind); masked fits get this from the random background already
+        self.floor_weight = config.lambda_mask if rays.mask is None and rays.object_mask is not None else 0.0
+        self.set_grid(grid)
+
+    @classmethod
+    def for_scene(cls, scene, grid: Grid, config: FitConfig, rng: np.random.Generator,
+                  quantizer: ValueQuantizer | None = None) -> "Trainer":
+        """A trainer on the scene's training views (full frames when the config learns a background model)."""
+        rays = TrainingRays(scene, use_masks=config.use_masks and config.background_model == "none")
+        return cls(rays, grid, config, background_mode(config, scene), rng, quantizer)
+
+    def set_grid(self, grid: Grid) -> None:
+        """Train ``grid`` from now on (fresh optimiser state; the background model is kept)."""
+        if grid.num_voxels == 0:
+            raise PlenopackError("the grid has no voxels left to train")
+        grid.background = self.msi if self.msi is not None else grid.background
+        self.grid = grid
+        n, c = grid.num_voxels, grid.sh.shape[1]
+        self.grad_density = np.zeros(n, np.float32)
+        self.grad_sh = np.zeros((n, c), np.float32)
+        self.avg_density = np.zeros(n, np.float32)
+        self.avg_sh = np.zeros((n, c), np.float32)
+        self.workspace = kernels.GradWorkspace(n, c)
+        self.row_flags = self.workspace.row_flags  # rows given a gradient this step (the optimiser visits only these)
+        self.flat_of_row = np.ravel_multi_index(tuple(grid.occupied_coords().T.astype(np.int64)), grid.links.shape)
+        self.refresh_occupancy()
+
+    def refresh_occupancy(self) -> None:
+        """Rebuild the empty-space field from the current densities."""
+        self.occupancy = kernels.build_occupancy(self.grid.links, self._rendered()[0])
+
+    def _rendered(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.quantizer is None:
+            return self.grid.density, self.grid.sh
+        return self.quantizer.values(self.grid.density, self.grid.sh)
+
+    def _batch_background(self, origins: np.ndarray, dirs: np.ndarray):
+        if self.msi is not None:
+            bg_origins, bg_dirs = self.msi.to_frame(origins, dirs)
+            colour = kernels.msi_colour(self.msi.layers, self.msi.radii, self.msi.brightness, bg_origins, bg_dirs)
+            return colour, (bg_origins, bg_dirs)
+        if self.mode == "random" and self.rays.mask is not None:
+            return self.rng.random((len(origins), 3), dtype=np.float32), None
+        return self.fixed_bg, None
+
+    def _step_background(self, rgb, acc, target, bg, bg_rays) -> None:
+        """d loss / d background = (1 - acc) d loss / d rgb; RMSProp on the MSI texels with its TV."""
+        cfg, msi = self.config, self.msi
+        grad_bg = (1.0 - acc)[:, None] * (2.0 / (3 * len(rgb))) * (rgb - target)
+        grad_layers = self.msi_grad.reshape(msi.layers.shape)
+        kernels.msi_grad(msi.layers, msi.radii, msi.brightness, bg_rays[0], bg_rays[1], bg, grad_bg, grad_layers)
+        kernels.msi_tv_grad(msi.layers, cfg.lambda_tv_background_color, cfg.lambda_tv_background_sigma, grad_layers)
+        kernels.rmsprop_step(self.msi_flat, self.msi_grad, self.msi_avg, cfg.lr_background, cfg.rmsprop_beta)
+
+    def step(self, step: int, horizon: int, tv_scale: float = 1.0) -> float:
+        """One optimisation step (``step`` of ``horizon`` sets the learning rates); returns the batch MSE."""
+        cfg, grid, rays = self.config, self.grid, self.rays
+        flat = rays.sample(self.rng, cfg.batch_rays, cfg.foreground_fraction)
+        origins, dirs = rays.rays(flat)
+        bg, bg_rays = self._batch_background(origins, dirs)
+        target = rays.targets(flat, bg)
+        density, sh = self._rendered()
+        deferred = self.quantizer is None  # pending per-thread shares fold into the optimiser step
+        rgb, acc, mse = kernels.render_rays_grad(
+            grid.links, density, sh, grid.sh_degree, origins, dirs, target, bg, self.grad_density, self.grad_sh,
+            cfg.step_size, cfg.stop_thresh, self.occupancy, cfg.lambda_beta, near=cfg.near_clip,
+            workspace=self.workspace, min_acc=rays.object_mask[flat] if self.floor_weight else None,
+            min_acc_weight=self.floor_weight, row_flags=self.row_flags, reduce=not deferred)
+        if self.msi is not None:
+            self._step_background(rgb, acc, target, bg, bg_rays)
+        if not math.isfinite(mse):
+            raise PlenopackError(f"training diverged at step {step} (loss {mse}); lower the learning rates")
+        self._regularise(tv_scale)
+        if self.quantizer is not None:
+            self.quantizer.route_sh_gradient(self.grad_sh)
+        touched = np.flatnonzero(self.row_flags)
+        self.row_flags[touched] = 0
+        lr_sigma = learning_rate(cfg.lr_sigma, cfg.lr_sigma_final, step, horizon, cfg.lr_sigma_delay_steps,
+                                 cfg.lr_sigma_delay_mult)
+        lr_sh = learning_rate(cfg.lr_sh, cfg.lr_sh_final, step, horizon)
+        kernels.rmsprop_step(grid.density, self.grad_density, self.avg_density, lr_sigma, cfg.rmsprop_beta,
+                             rows=touched, pending=self.workspace.buf_density if deferred else None)
+        kernels.rmsprop_step(grid.sh, self.grad_sh, self.avg_sh, lr_sh, cfg.rmsprop_beta,
+                             rows=touched, pending=self.workspace.buf_sh if deferred else None)
+        return mse
+
+    def _regularise(self, tv_scale: float) -> None:
+        """TV on density and SH and Cauchy sparsity on a random ``tv_fraction`` of the voxels."""
+        cfg, grid = self.config, self.grid
+        n_reg = max(1, int(cfg.tv_fraction * grid.num_voxels))
+        rows = np.sort(self.rng.integers(0, grid.num_voxels, size=n_reg))  # sorted: neighbours share cache lines
+        ids = self.flat_of_row[rows]
+        if cfg.lambda_tv:
+            kernels.tv_grad(grid.links, grid.density, ids, cfg.lambda_tv * tv_scale, self.grad_density,
+                            row_flags=self.row_flags)
+        if cfg.lambda_tv_sh:
+            kernels.tv_grad(grid.links, grid.sh, ids, cfg.lambda_tv_sh * tv_scale, self.grad_sh,
+                            row_flags=self.row_flags)
+        if cfg.lambda_sparsity:
+            unique_rows = np.unique(rows)
+            kernels.sparsity_grad(grid.density, unique_rows, cfg.lambda_sparsity, self.grad_density)
+            self.row_flags[unique_rows] = 1
+
+    def check_finite(self, step: int) -> None:
+        if not (np.isfinite(self.grid.density).all() and np.isfinite(self.grid.sh).all()):
+            raise PlenopackError(f"training diverged at step {step} (non-finite parameters)")

@@ -1,6 +1,12 @@
+import os
 from pathlib import Path
 
 import pytest
+
+# `make test` runs two pytest workers on two cores: one BLAS thread each, or OpenBLAS's spinning threads
+# oversubscribe the cores (small matrix products then take 10x longer)
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

@@ -67,7 +67,7 @@ def test_library_is_quiet_and_reports_through_the_callback(lego_small, tmp_path,
 
 def test_cli_fit_build_and_sweep_write_the_same_metadata(tmp_path, data_dir, co3d_scene):
     from plenopack.build import BuildConfig, build_dataset
-    from plenopack.sweep import run_sweep
+    from plenopack.sweep import RowSpec, Sweep
 
     lego = data_dir / "scenes" / "lego"
     cli_file = tmp_path / "cli.plen"
@@ -75,12 +75,13 @@ def test_cli_fit_build_and_sweep_write_the_same_metadata(tmp_path, data_dir, co3
                         "--max-side", "40", "--json"] + sum((["--set", f"{k}={json.dumps(v)}"] for k, v in TINY.items()), []),
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    run_sweep([lego], tmp_path / "sweep", ["quantization"], preset="tiny", lpips_net="squeeze", max_side=40,
-              fit_overrides=TINY, finetune=5)
+    sweep = Sweep([lego], tmp_path / "sweep", preset="tiny", lpips_net="squeeze", max_side=40, fit_overrides=TINY)
+    spec = RowSpec("quantization", "ours(SH) 8-bit", codec=CodecConfig("sh", 8))
+    sweep.run_row(lego, spec, sweep.row_key(lego, spec))
     build_dataset(co3d_scene.parent.parent, tmp_path / "ds", BuildConfig(preset="tiny", fit_overrides=TINY,
                                                                          lpips_net=None), workers=1)
     files = [cli_file] + sorted((tmp_path / "sweep" / "cache").glob("*.plen")) + sorted((tmp_path / "ds").rglob("*.plen"))
-    assert len(files) >= 14
+    assert len(files) == 4
     for path in files:
         meta = read_plen(path).metadata
         assert {"plenopack_version", "schema", "scene", "eval_background", "fit"} <= set(meta), path

@@ -188,7 +188,8 @@ def make_undistorter(model: str, params: Sequence[float], width: int, height: in
     if not (np.isfinite([left, right, top, bottom]).all() and left < 0 < right and top < 0 < bottom):
         raise PlenopackError(f"{model} distortion {dist.tolist()} leaves no valid pinhole image "
                              f"(undistorted border x [{left:.3g}, {right:.3g}], y [{top:.3g}, {bottom:.3g}])", where)
-    shrink = min(1.0, MAX_SCALE * width / (fx * (right - left)), MAX_SCALE * height / (fy * (bottom - top)))
+    # the new image spans floor(f * extent) + 1 pixels along each side
+    shrink = min(1.0, (MAX_SCALE * width - 1) / (fx * (right - left)), (MAX_SCALE * height - 1) / (fy * (bottom - top)))
     new_fx, new_fy = fx * shrink, fy * shrink
     new_w = int(np.floor(new_fx * (right - left) + 1e-9)) + 1
     new_h = int(np.floor(new_fy * (bottom - top) + 1e-9)) + 1

@@ -230,6 +230,19 @@ def render_through_lens(model, params, width, height, texture=pattern):
     return np.round(texture(xy[..., 0], xy[..., 1]) * 255).astype(np.uint8)
 
 
+def write_llff(root: Path, c2w, k, height, width, images=None, names=None, near_far=(1.0, 6.0)):
+    """An LLFF capture: poses_bounds.npy ([down, right, back, centre, (H, W, focal)] + near, far) + images/."""
+    (root / "images").mkdir(parents=True)
+    rows = []
+    for i, pose in enumerate(c2w):
+        mat = np.stack([pose[:3, 1], pose[:3, 0], -pose[:3, 2], pose[:3, 3], [height, width, k[0]]], axis=1)
+        rows.append(np.concatenate([mat.reshape(-1), near_far]))
+        rgb = render_sphere(pose, k, height, width)[0] if images is None else images[i]
+        Image.fromarray(rgb).save(root / "images" / (names[i] if names else f"IMG_{i:04d}.png"))
+    np.save(root / "poses_bounds.npy", np.array(rows))
+    return root
+
+
 def write_scannet(root: Path, c2w, k, height, width, bad_pose=None, depth=True):
     """A ScanNet SensReader export; ``bad_pose`` = index of a frame whose pose is -inf (lost tracking)."""
     for d in ("color", "pose", "intrinsic", "depth"):

@@ -7,20 +7,9 @@ import numpy as np
 import pytest
 
 from plenopack.scene import detect_format, load_scene
-from tests.scene_fixtures import make_cameras, write_co3d, write_colmap, write_scannet
+from tests.scene_fixtures import make_cameras, world_poses, write_co3d, write_colmap, write_scannet
 
 H, W = 24, 32
-
-
-def world_poses(scene):
-    """Undo world_to_unit: camera-to-world in the source frame."""
-    m = scene.world_to_unit
-    s = np.cbrt(np.linalg.det(m[:3, :3]))
-    rot = m[:3, :3] / s
-    out = scene.c2w.copy()
-    out[:, :3, :3] = rot.T @ scene.c2w[:, :3, :3]
-    out[:, :3, 3] = (scene.c2w[:, :3, 3] - m[:3, 3]) @ rot / s
-    return out
 
 
 def assert_round_trip(scene, c2w, k, ids=None):
@@ -68,11 +57,11 @@ def test_colmap_round_trip(tmp_path, binary, model):
     assert np.all(np.abs(centred.c2w[:, :3, 3]) <= 1.0 + 1e-6)
 
 
-def test_colmap_rejects_distortion(tmp_path):
+def test_colmap_unsupported_model_is_one_clear_line(tmp_path):
     c2w, k = make_cameras(4, H, W)
-    root = write_colmap(tmp_path / "p", c2w, k, H, W, model="OPENCV", distortion=0.2)
+    root = write_colmap(tmp_path / "p", c2w, k, H, W, cameras=[("FOV", [k[0], k[1], k[2], k[3], 0.1], W, H)])
     r = subprocess.run([sys.executable, "-m", "plenopack", "info-scene", str(root)], capture_output=True, text=True)
-    assert r.returncode == 2 and "distortion" in r.stderr and "sparse" in r.stderr
+    assert r.returncode == 2 and "cameras.txt" in r.stderr and "FOV is not supported" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
 

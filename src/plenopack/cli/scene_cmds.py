@@ -12,15 +12,19 @@ from plenopack.cli import app
 
 @app.command("info-scene")
 def info_scene(
-    path: Path = typer.Argument(..., help="Capture folder (NeRF-synthetic, LLFF, CO3D sequence, COLMAP, ScanNet)."),
-    format: str = typer.Option(None, "--format", help="Force a loader: blender, llff, co3d, colmap, scannet."),
+    path: Path = typer.Argument(..., help="Capture folder (NeRF-synthetic, nerfstudio/instant-ngp, LLFF, CO3D "
+                                          "sequence, COLMAP, ScanNet)."),
+    format: str = typer.Option(None, "--format", help="Force a loader: blender, nerfstudio, llff, co3d, colmap, "
+                                                      "scannet."),
     max_side: int = typer.Option(800, "--max-side", help="Resize so the longest image side is at most this (pixels)."),
+    scene_option: list[str] = typer.Option([], "--scene-option", help="Loader option KEY=VALUE (JSON values), "
+                                           "e.g. test_every=4, capture_kind=turntable, drop_blurry=false; repeatable."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
-    """Load a capture and print views, resolution, split sizes and bounds."""
-    from plenopack.scene import load_scene
+    """Load a capture and print views, resolution, split sizes, capture kind, bounds and loader options."""
+    from plenopack.scene import load_scene, parse_scene_options
 
-    scene = load_scene(path, format=format, max_side=max_side)
+    scene = load_scene(path, format=format, max_side=max_side, **parse_scene_options(scene_option))
     summary = scene.summary()
     if as_json:
         typer.echo(json.dumps(summary))

@@ -9,15 +9,16 @@ converts poses to OpenCV camera-to-world, and normalises everything into the uni
 from __future__ import annotations
 
 import importlib
-import inspect
 from pathlib import Path
 
 from plenopack.errors import PlenopackError
 from plenopack.scene.base import Scene
+from plenopack.scene.options import accepted_options, check_options, parse_scene_options
 
 # format name -> (module, files whose presence identifies it)
 LOADERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "blender": ("plenopack.scene.blender", ("transforms_train.json",)),
+    "nerfstudio": ("plenopack.scene.nerfstudio", ("transforms.json",)),  # after blender: transforms_train.json wins
     "llff": ("plenopack.scene.llff", ("poses_bounds.npy",)),
     "co3d": ("plenopack.scene.co3d", ("../frame_annotations.jgz",)),
     "colmap": ("plenopack.scene.colmap", ("sparse/0/cameras.bin", "sparse/0/cameras.txt", "sparse/cameras.bin",
@@ -45,8 +46,10 @@ def detect_format(path: str | Path) -> str:
 def load_scene(path: str | Path, format: str | None = None, max_side: int = 800, **options) -> Scene:
     """Load a capture folder into a normalised `Scene` (see `plenopack.scene.base`).
 
-    ``options`` are passed to the format's loader (e.g. ``test_every``, ``background``,
-    ``cam_scale_factor``, ``visual_hull``); unknown ones are an error.
+    ``options`` are passed to the format's loader (e.g. ``test_every``, ``object_centric``, ``capture_kind``,
+    ``cam_scale_factor``, ``visual_hull``; text from the command line goes through `parse_scene_options`);
+    unknown ones and values of the wrong type are one clear error listing the accepted options. The scene
+    records the effective options in ``Scene.loader_options``.
     """
     root = Path(path)
     fmt = format or detect_format(root)
@@ -54,12 +57,15 @@ def load_scene(path: str | Path, format: str | None = None, max_side: int = 800,
         raise PlenopackError(f"unknown format {fmt!r} (expected one of: {', '.join(FORMATS)})", root)
     if not root.is_dir():
         raise PlenopackError("no such capture folder", root)
-    loader = importlib.import_module(LOADERS[fmt][0]).load
-    accepted = inspect.signature(loader).parameters
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise PlenopackError(f"unknown option(s) for the {fmt} loader: {', '.join(unknown)}", root)
+    loader = loader_function(fmt)
+    check_options(loader, fmt, options, root)
     return loader(root, max_side=max_side, **options)
 
 
-__all__ = ["FORMATS", "LOADERS", "Scene", "detect_format", "load_scene"]
+def loader_function(fmt: str):
+    """The ``load(root, max_side=..., **options)`` function of a format."""
+    return importlib.import_module(LOADERS[fmt][0]).load
+
+
+__all__ = ["FORMATS", "LOADERS", "Scene", "accepted_options", "detect_format", "load_scene", "loader_function",
+           "parse_scene_options"]

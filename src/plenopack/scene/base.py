@@ -7,6 +7,9 @@ Conventions (the same everywhere in plenopack):
   [u, u + 1) x [v, v + 1), so its centre is at (u + 0.5, v + 0.5).
 - Poses are camera-to-world 4x4 float64 matrices in the OpenCV convention: camera x right,
   y down, z forward (the viewing direction).
+- ``loader_options`` are the effective options of the loader (detected ones included, e.g. ``capture_kind``
+  and ``object_centric``): ``load_scene(source_path, format=source_format, max_side=..., **loader_options)``
+  loads the same views with the same split and normalisation.
 - Poses are stored in the *unit-cube frame*: the loader has already applied the similarity
   `world_to_unit` (x_unit = s * R @ x_world + t) that puts the region of interest inside
   [-1, 1]^3, where the voxel grid lives. `world_to_unit` is kept so results can be mapped back.
@@ -32,7 +35,7 @@ class Scene:
     train_ids: np.ndarray  # (n_train,) int64 view indices
     test_ids: np.ndarray  # (n_test,) int64 view indices
     world_to_unit: np.ndarray  # (4, 4) float64 similarity: source world -> unit cube
-    source_format: str  # "blender", "llff", "co3d", "colmap", "scannet"
+    source_format: str  # a key of plenopack.scene.LOADERS: "blender", "nerfstudio", "llff", "co3d", "colmap", ...
     source_path: str = ""
     masks: list[np.ndarray] | None = None
     image_paths: list[str] = field(default_factory=list)
@@ -42,7 +45,10 @@ class Scene:
     normalisation: str = ""  # how world_to_unit was chosen, for the record
     is_object_centric: bool = True  # object capture (cameras around it) vs. scene capture
     composited_on: tuple[float, float, float] | None = None  # RGBA captures: colour the images were composited on
-    loader_options: dict = field(default_factory=dict)  # effective loader options: load_scene(..., **these) reloads the same scene
+    capture_kind: str = ""  # plenopack.scene.geometry.CAPTURE_KINDS: object-orbit, object-arc, turntable, ...
+    background_frame: str = "world"  # suggested frame of a background model: "turntable" or "world"
+    loader_options: dict = field(default_factory=dict)  # JSON-able effective loader options, detected ones included
+    source_info: dict = field(default_factory=dict)  # JSON-able facts of the source kept for the record
 
     def __post_init__(self) -> None:
         self.validate()
@@ -124,12 +130,17 @@ class Scene:
             "image_sizes_hw": [list(s) for s in sizes],
             "masks": self.has_masks,
             "object_centric": self.is_object_centric,
+            "capture_kind": self.capture_kind,
+            "background_frame": self.background_frame,
             "normalisation": self.normalisation,
             "camera_distance_min": float(dist.min()),
             "camera_distance_median": float(np.median(dist)),
             "camera_distance_max": float(dist.max()),
+            "camera_cube_norm_min": float(np.abs(centres).max(axis=1).min()),  # > 1: every camera outside the cube
             "camera_bounds_min": centres.min(0).tolist(),
             "camera_bounds_max": centres.max(0).tolist(),
             "near_far": None if self.near_far is None else [float(self.near_far[:, 0].min()), float(self.near_far[:, 1].max())],
             "world_to_unit_scale": float(np.cbrt(abs(np.linalg.det(self.world_to_unit[:3, :3])))),
+            "loader_options": self.loader_options,
+            "source_info": self.source_info,
         }

@@ -3,7 +3,8 @@
 Cameras are Blender/OpenGL (x right, y up, z back) and are flipped to OpenCV. The alpha channel becomes
 the foreground mask and the colour is composited on ``background`` (default white, as the NeRF papers).
 Train = transforms_train.json; test = transforms_test.json (transforms_val.json is ignored unless
-``use_val=True``, which appends it to the test split).
+``use_val=True``, which appends it to the test split). The split comes from the files, so there is no
+``test_every``; ``object_centric`` and ``capture_kind`` are as for every loader (`plenopack.scene.common`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from plenopack.errors import PlenopackError
 from plenopack.scene.base import Scene
-from plenopack.scene.common import check_poses, finish_object_scene
+from plenopack.scene.common import check_poses, finish_scene
 from plenopack.scene.io import fitted_size, image_size, read_image, scale_intrinsics
 
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -44,11 +45,14 @@ def _image_path(root: Path, file_path: str) -> Path:
     return p if p.suffix else p.with_suffix(".png")
 
 
-def load(root: Path, max_side: int = 800, background=(1.0, 1.0, 1.0), use_val: bool = False,
-         cam_scale_factor: float = 1.5, visual_hull: bool = True) -> Scene:
+def load(root: Path, max_side: int = 800, background: tuple[float, float, float] | list[float] = (1.0, 1.0, 1.0),
+         use_val: bool = False, cam_scale_factor: float = 1.5, visual_hull: bool = True,
+         object_centric: bool | None = None, capture_kind: str | None = None) -> Scene:
     splits = ["train", "test"] + (["val"] if use_val else [])
     images, masks, poses, intr, paths, split_of = [], [], [], [], [], []
     bg = np.asarray(background, dtype=np.float32)
+    if bg.shape != (3,):
+        raise PlenopackError(f"background must be three numbers, got {background!r}", root)
     for split in splits:
         angle, files, split_poses = _read_split(root, split)
         for file_path, pose in zip(files, split_poses):
@@ -69,8 +73,11 @@ def load(root: Path, max_side: int = 800, background=(1.0, 1.0, 1.0), use_val: b
     c2w = np.stack(poses)
     check_poses(c2w, [p.name for p in paths], root)
     split_of = np.array(split_of)
-    return finish_object_scene(
+    options = dict(background=[float(c) for c in bg], use_val=use_val, cam_scale_factor=cam_scale_factor,
+                   visual_hull=visual_hull)
+    return finish_scene(
         name=root.name, root=root, fmt="blender", images=images, masks=masks, intrinsics=np.stack(intr),
         c2w_world=c2w, train_ids=np.flatnonzero(split_of == "train"), test_ids=np.flatnonzero(split_of != "train"),
+        options=options, object_centric=object_centric, capture_kind=capture_kind,
         cam_scale_factor=cam_scale_factor, visual_hull=visual_hull, image_paths=paths, composited_on=bg,
     )

@@ -10,7 +10,9 @@ per axis) or ``ndc_isotropic`` (v2: half = min(H, W)/2 for both); in pixels f = 
 p = -p_ndc * half + (W/2, H/2).
 As PeRFception: frames whose size is off the median by more than 10%, duplicate poses, and cameras more than
 5x the median distance from the median camera are dropped; every 10th remaining frame is test; object-centric
-normalisation (the masks' visual hull tightens it unless ``visual_hull=False``).
+normalisation for object captures (the capture kind, `plenopack.scene.geometry`), which the masks' visual hull
+tightens unless ``visual_hull=False``. Masks are the annotated ``mask.path``, else looked up in the sequence's
+``masks/`` (`plenopack.scene.masks`); some frames with masks and others without is an error.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import numpy as np
 
 from plenopack.errors import PlenopackError
 from plenopack.scene.base import Scene
-from plenopack.scene.common import check_poses, every_nth_split, finish_object_scene
+from plenopack.scene.common import check_poses, every_nth_split, finish_scene
 from plenopack.scene.io import fitted_size, read_image, scale_intrinsics
+from plenopack.scene.masks import find_mask, require_all_or_none
 
 P3D_TO_OPENCV = np.diag([-1.0, -1.0, 1.0])
 
@@ -63,7 +66,8 @@ def viewpoint_to_c2w(R, T) -> np.ndarray:
 
 
 def load(root: Path, max_side: int = 800, test_every: int = 10, cam_scale_factor: float = 1.5,
-         visual_hull: bool = True, use_masks: bool = True) -> Scene:
+         visual_hull: bool = True, use_masks: bool = True, object_centric: bool | None = None,
+         capture_kind: str | None = None) -> Scene:
     seq_dir = root
     category_dir = seq_dir.parent
     dataset_root = category_dir.parent
@@ -97,24 +101,29 @@ def load(root: Path, max_side: int = 800, test_every: int = 10, cam_scale_factor
     keep &= dist <= 5 * np.median(dist[keep])
     frames = [f for f, k in zip(frames, keep) if k]
     c2w = c2w[keep]
-    images, masks, intr, paths = [], [], [], []
-    for f in frames:
-        path = dataset_root / f["image"]["path"]
+    paths = [dataset_root / f["image"]["path"] for f in frames]
+    found = []
+    for f, path in zip(frames, paths):
+        annotated = (f.get("mask") or {}).get("path")
+        found.append(None if not use_masks else dataset_root / annotated if annotated
+                     else find_mask(path, [seq_dir / "masks"]))
+    mask_paths = require_all_or_none(paths, found, frames_path)
+    images, masks, intr = [], [] if mask_paths else None, []
+    for i, (f, path) in enumerate(zip(frames, paths)):
         h, w = (int(v) for v in f["image"]["size"])
         nh, nw = fitted_size(h, w, max_side)
-        img = read_image(path, (nh, nw))
-        images.append(img)
+        images.append(read_image(path, (nh, nw)))
         vp = f["viewpoint"]
         k = ndc_to_pixels(vp["focal_length"], vp["principal_point"], vp.get("intrinsics_format", "ndc_norm_image_bounds"), h, w)
         intr.append(scale_intrinsics(k, (h, w), (nh, nw)))
-        paths.append(path)
-        if use_masks and f.get("mask") and f["mask"].get("path"):
-            masks.append(read_image(dataset_root / f["mask"]["path"], (nh, nw), mode="L"))
-    if masks and len(masks) != len(images):
-        raise PlenopackError("some frames have masks and some do not", category_dir)
+        if masks is not None:
+            masks.append(read_image(mask_paths[i], (nh, nw), mode="L"))
     train, test = every_nth_split(len(images), test_every)
-    return finish_object_scene(
-        name=seq_dir.name, root=seq_dir, fmt="co3d", images=images, masks=masks or None, intrinsics=np.stack(intr),
-        c2w_world=c2w, train_ids=train, test_ids=test, cam_scale_factor=cam_scale_factor, visual_hull=visual_hull,
+    options = dict(test_every=test_every, cam_scale_factor=cam_scale_factor, visual_hull=visual_hull,
+                   use_masks=use_masks)
+    return finish_scene(
+        name=seq_dir.name, root=seq_dir, fmt="co3d", images=images, masks=masks, intrinsics=np.stack(intr),
+        c2w_world=c2w, train_ids=train, test_ids=test, options=options, object_centric=object_centric,
+        capture_kind=capture_kind, cam_scale_factor=cam_scale_factor, visual_hull=visual_hull,
         category=category_dir.name, image_paths=paths,
     )

@@ -1,11 +1,14 @@
-"""COLMAP reconstructions: ``sparse/0/{cameras,images,points3D}.{txt,bin}`` + ``images/``.
+"""COLMAP reconstructions: ``sparse/0/{cameras,images,points3D}.{txt,bin}`` + ``images/`` (+ ``masks/``).
 
 Both the text and the binary model formats are read (binary preferred when both exist). World-to-camera
-poses (qvec w, x, y, z; tvec) are already OpenCV. Camera models PINHOLE, SIMPLE_PINHOLE, SIMPLE_RADIAL and
-OPENCV are accepted; distortion coefficients larger than ``max_distortion`` (absolute) are rejected, since
-images are not undistorted. Intrinsics are scaled from the model's WIDTH x HEIGHT to the actual image size.
-Every 8th image (sorted by name) is test. Object-centric normalisation by default; ``object_centric=False``
-fits the cameras and the sparse points (1st-99th percentile box) into the cube instead.
+poses (qvec w, x, y, z; tvec) are already OpenCV. Cameras of the models SIMPLE_PINHOLE, PINHOLE,
+SIMPLE_RADIAL, RADIAL, OPENCV, FULL_OPENCV, OPENCV_FISHEYE, SIMPLE_RADIAL_FISHEYE and RADIAL_FISHEYE are
+undistorted on load to pinhole images cropped to valid pixels, as COLMAP's image_undistorter does
+(`plenopack.scene.undistort`), each camera (and image size) once; masks follow. Camera parameters are scaled
+from the model's WIDTH x HEIGHT to the actual image size. Masks are looked up by `plenopack.scene.masks` in
+``masks/`` (COLMAP's ``masks/<name>.png`` included). Every 8th image (sorted by name) is test. The capture
+kind (`plenopack.scene.geometry`) picks the normalisation: object-centric for object captures, else the
+cameras and the sparse points (1st-99th percentile box) fit the cube; ``object_centric`` overrides.
 """
 
 from __future__ import annotations
@@ -17,16 +20,15 @@ import numpy as np
 
 from plenopack.errors import PlenopackError
 from plenopack.scene.base import Scene
-from plenopack.scene.common import check_poses, every_nth_split, finish_object_scene
-from plenopack.scene.io import fitted_size, image_size, read_image, scale_intrinsics
-from plenopack.scene.normalize import scene_centric
+from plenopack.scene.common import check_poses, every_nth_split, finish_scene
+from plenopack.scene.io import image_size, read_frame
+from plenopack.scene.masks import find_mask, require_all_or_none
+from plenopack.scene.undistort import Undistorter, make_undistorter, scale_camera_params
 
-# model id -> (name, number of params)
-MODELS = {0: ("SIMPLE_PINHOLE", 3), 1: ("PINHOLE", 4), 2: ("SIMPLE_RADIAL", 4), 3: ("RADIAL", 5), 4: ("OPENCV", 8),
-          5: ("OPENCV_FISHEYE", 8), 6: ("FULL_OPENCV", 12), 7: ("FOV", 5), 8: ("SIMPLE_RADIAL_FISHEYE", 4),
-          9: ("RADIAL_FISHEYE", 5), 10: ("THIN_PRISM_FISHEYE", 12)}
-MODEL_IDS = {name: i for i, (name, _) in MODELS.items()}
-SUPPORTED = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "OPENCV")
+# COLMAP's model id -> (name, number of params), all of them (the binary format needs the counts)
+MODEL_IDS = {0: ("SIMPLE_PINHOLE", 3), 1: ("PINHOLE", 4), 2: ("SIMPLE_RADIAL", 4), 3: ("RADIAL", 5), 4: ("OPENCV", 8),
+             5: ("OPENCV_FISHEYE", 8), 6: ("FULL_OPENCV", 12), 7: ("FOV", 5), 8: ("SIMPLE_RADIAL_FISHEYE", 4),
+             9: ("RADIAL_FISHEYE", 5), 10: ("THIN_PRISM_FISHEYE", 12)}
 
 
 def qvec_to_rotation(q) -> np.ndarray:
@@ -68,9 +70,9 @@ def read_cameras(sparse: Path) -> dict[int, tuple[str, int, int, np.ndarray]]:
         r = _Reader(sparse / "cameras.bin")
         for _ in range(r.read("Q")[0]):
             cam_id, model_id, width, height = r.read("iiQQ")
-            if model_id not in MODELS:
+            if model_id not in MODEL_IDS:
                 raise PlenopackError(f"unknown camera model id {model_id}", r.path)
-            name, nparams = MODELS[model_id]
+            name, nparams = MODEL_IDS[model_id]
             cams[cam_id] = (name, width, height, np.array(r.read("d" * nparams)))
         return cams
     path = sparse / "cameras.txt"
@@ -137,26 +139,9 @@ def read_points(sparse: Path) -> np.ndarray:
         raise PlenopackError("malformed point line", path) from None
 
 
-def pinhole(model: str, params: np.ndarray, max_distortion: float, where: Path) -> np.ndarray:
-    if model not in SUPPORTED:
-        raise PlenopackError(f"camera model {model} is not supported (expected one of {', '.join(SUPPORTED)})", where)
-    if model == "SIMPLE_PINHOLE":
-        f, cx, cy = params
-        return np.array([f, f, cx, cy])
-    if model == "PINHOLE":
-        return np.array(params[:4])
-    distortion = params[3:] if model == "SIMPLE_RADIAL" else params[4:]
-    if np.max(np.abs(distortion)) > max_distortion:
-        raise PlenopackError(f"{model} camera has distortion {np.round(distortion, 5).tolist()} above "
-                             f"{max_distortion}; undistort the images first (colmap image_undistorter)", where)
-    if model == "SIMPLE_RADIAL":
-        f, cx, cy = params[:3]
-        return np.array([f, f, cx, cy])
-    return np.array(params[:4])
-
-
-def load(root: Path, max_side: int = 800, test_every: int = 8, object_centric: bool = True,
-         cam_scale_factor: float = 1.5, max_distortion: float = 1e-3) -> Scene:
+def load(root: Path, max_side: int = 800, test_every: int = 8, object_centric: bool | None = None,
+         capture_kind: str | None = None, cam_scale_factor: float = 1.5, visual_hull: bool = True,
+         use_masks: bool = True) -> Scene:
     sparse = root / "sparse" / "0"
     if not sparse.is_dir():
         sparse = root / "sparse"
@@ -164,32 +149,41 @@ def load(root: Path, max_side: int = 800, test_every: int = 8, object_centric: b
     entries = sorted(read_images(sparse), key=lambda e: e[0])
     if not entries:
         raise PlenopackError("the model has no registered images", sparse)
-    images, intr, poses, paths = [], [], [], []
-    for name, q, t, cam_id in entries:
+    camera_file = next((sparse / f for f in ("cameras.bin", "cameras.txt") if (sparse / f).exists()), sparse)
+    paths = [root / "images" / name for name, *_ in entries]
+    found = [find_mask(p, [root / "masks"], relative=name) if use_masks else None
+             for p, (name, *_) in zip(paths, entries)]
+    mask_paths = require_all_or_none(paths, found, root / "images")
+    undistorters: dict[tuple[int, int, int], Undistorter] = {}
+    images, masks, intr, poses = [], [] if mask_paths else None, [], []
+    for i, (name, q, t, cam_id) in enumerate(entries):
         if cam_id not in cams:
             raise PlenopackError(f"image {name} refers to unknown camera {cam_id}", sparse)
-        model, width, height, params = cams[cam_id]
-        k = pinhole(model, params, max_distortion, sparse)
-        path = root / "images" / name
-        h, w = image_size(path)
-        nh, nw = fitted_size(h, w, max_side)
-        images.append(read_image(path, (nh, nw)))
-        intr.append(scale_intrinsics(k, (height, width), (nh, nw)))
+        h, w = image_size(paths[i])
+        key = (cam_id, h, w)
+        if key not in undistorters:
+            model, width, height, params = cams[cam_id]
+            params = scale_camera_params(model, params, (height, width), (h, w), where=camera_file)
+            undistorters[key] = make_undistorter(model, params, w, h, where=camera_file)
+        image, mask, k = read_frame(paths[i], undistorters[key], max_side, mask_paths[i] if mask_paths else None)
+        images.append(image)
+        intr.append(k)
+        if masks is not None:
+            masks.append(mask)
         w2c = np.eye(4)
         w2c[:3, :3] = qvec_to_rotation(q)
         w2c[:3, 3] = t
         poses.append(np.linalg.inv(w2c))
-        paths.append(path)
     c2w = np.stack(poses)
     check_poses(c2w, [e[0] for e in entries], sparse)
     train, test = every_nth_split(len(images), test_every)
-    common = dict(name=root.name, root=root, fmt="colmap", images=images, masks=None, intrinsics=np.stack(intr),
-                  c2w_world=c2w, train_ids=train, test_ids=test, image_paths=paths)
-    if object_centric:
-        return finish_object_scene(cam_scale_factor=cam_scale_factor, **common)
-    points = read_points(sparse)
-    w2u = scene_centric(points if len(points) else c2w[:, :3, 3], up=-c2w[:, :3, 1].mean(0), cameras=c2w[:, :3, 3])
-    scene = finish_object_scene(world_to_unit=w2u, **common)
-    scene.is_object_centric = False
-    scene.normalisation = "scene-centric: cameras and sparse points"
-    return scene
+    options = dict(test_every=test_every, cam_scale_factor=cam_scale_factor, visual_hull=visual_hull,
+                   use_masks=use_masks)
+    models = sorted({cams[e[3]][0] for e in entries})
+    return finish_scene(
+        name=root.name, root=root, fmt="colmap", images=images, masks=masks, intrinsics=np.stack(intr),
+        c2w_world=c2w, train_ids=train, test_ids=test, options=options, object_centric=object_centric,
+        capture_kind=capture_kind, cam_scale_factor=cam_scale_factor, visual_hull=visual_hull,
+        scene_points=read_points(sparse), scene_points_label="sparse points", image_paths=paths,
+        source_info={"camera_models": models, "undistorted": any(not u.is_identity for u in undistorters.values())},
+    )

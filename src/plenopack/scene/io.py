@@ -1,4 +1,4 @@
-"""Image reading and resizing shared by the loaders (Pillow, Lanczos)."""
+"""Image reading, resizing and undistortion shared by the loaders (Pillow Lanczos, OpenCV remap)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,30 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from plenopack.errors import PlenopackError
+from plenopack.scene.undistort import Undistorter
+
+
+def decode_image(path: Path, mode: str = "RGB") -> np.ndarray:
+    """Decode an image file to uint8: (H, W, C) for RGB/RGBA, (H, W) for "L". Errors name the file."""
+    if not path.is_file():
+        raise PlenopackError("image file is missing", path)
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert(mode), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise PlenopackError(f"cannot read image ({exc.__class__.__name__}: {exc})", path) from None
+
+
+def resize_to_float(pixels: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """uint8 pixels (H, W[, C]) resized to ``size`` = (height, width) as float32 in [0, 1].
+
+    Lanczos for colour, bilinear for one channel (masks); no resize when ``size`` is None or equal.
+    """
+    if size is not None and pixels.shape[:2] != tuple(size):
+        im = Image.fromarray(pixels)
+        resample = Image.BILINEAR if pixels.ndim == 2 else Image.LANCZOS
+        pixels = np.asarray(im.resize((size[1], size[0]), resample))
+    return np.ascontiguousarray(np.clip(pixels.astype(np.float32) / 255.0, 0.0, 1.0))
 
 
 def read_image(path: Path, size: tuple[int, int] | None = None, mode: str = "RGB") -> np.ndarray:
@@ -15,18 +39,7 @@ def read_image(path: Path, size: tuple[int, int] | None = None, mode: str = "RGB
 
     ``size`` = (height, width) resizes with Lanczos (masks: bilinear). Raises PlenopackError naming the file.
     """
-    if not path.is_file():
-        raise PlenopackError("image file is missing", path)
-    try:
-        with Image.open(path) as im:
-            im = im.convert(mode)
-            if size is not None and (im.height, im.width) != tuple(size):
-                resample = Image.BILINEAR if mode == "L" else Image.LANCZOS
-                im = im.resize((size[1], size[0]), resample)
-            arr = np.asarray(im, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise PlenopackError(f"cannot read image ({exc.__class__.__name__}: {exc})", path) from None
-    return np.ascontiguousarray(np.clip(arr, 0.0, 1.0))
+    return resize_to_float(decode_image(path, mode), size)
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -58,3 +71,26 @@ def scale_intrinsics(intrinsics: np.ndarray, old_hw: tuple[int, int], new_hw: tu
     k[..., 1] *= sy
     k[..., 3] *= sy
     return k
+
+
+def read_frame(image_path: Path, camera: Undistorter, max_side: int | None, mask_path: Path | None = None
+               ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """One view through its camera: (image, mask or None, pinhole intrinsics (fx, fy, cx, cy)).
+
+    The image (and mask) are undistorted at full resolution by ``camera`` (an identity `Undistorter` for
+    pinhole cameras), then resized so the longest side is at most ``max_side``; the intrinsics follow.
+    A mask of another size than its image is first resized to the image (bilinear).
+    """
+    pixels = decode_image(image_path)
+    if pixels.shape[:2] != camera.source_size:
+        raise PlenopackError(f"image is {pixels.shape[1]}x{pixels.shape[0]} but its camera expects "
+                             f"{camera.source_size[1]}x{camera.source_size[0]}", image_path)
+    size = fitted_size(*camera.size, max_side)
+    image = resize_to_float(camera.image(pixels), size)
+    mask = None
+    if mask_path is not None:
+        mask_pixels = decode_image(mask_path, "L")
+        if mask_pixels.shape != camera.source_size:
+            mask_pixels = np.asarray(Image.fromarray(mask_pixels).resize(camera.source_size[::-1], Image.BILINEAR))
+        mask = resize_to_float(camera.mask(mask_pixels), size)
+    return image, mask, scale_intrinsics(camera.intrinsics, camera.size, size)

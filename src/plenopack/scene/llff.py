@@ -3,9 +3,11 @@
 poses_bounds.npy is (N, 17): a 3x5 matrix per view, [R | t | (H, W, focal)] with R's columns the camera's
 (down, right, back) axes in world coordinates and H, W, focal at full resolution, then near and far bounds.
 Intrinsics are scaled by the actual image size over (H, W), so images_N/ needs no separate factor.
-Masks are 8-bit greyscale, 255 = object. Every 8th view (i % 8 == 0, in sorted file order) is test.
-Captures are treated as object captures (`object_centric`) unless ``object_centric=False``: then the scene
-is normalised to fit the cameras and the near/far frusta (forward-facing scenes).
+Masks are 8-bit greyscale, 255 = object, found by `plenopack.scene.masks` in masks/ (or masks_N/ beside
+images_N/) or beside the images as ``*_mask.*`` (never read as images). Every 8th view (i % 8 == 0, in
+sorted file order) is test. The capture kind (`plenopack.scene.geometry`) picks the normalisation:
+object-centric for turntables and orbits (ethiopianHead), scene-centric on the cameras and the far-bound
+frusta for forward-facing scenes (fern); ``object_centric`` or ``capture_kind`` override.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import numpy as np
 
 from plenopack.errors import PlenopackError
 from plenopack.scene.base import Scene
-from plenopack.scene.common import check_poses, every_nth_split, finish_object_scene
-from plenopack.scene.io import fitted_size, read_image, scale_intrinsics
-from plenopack.scene.normalize import scene_centric
+from plenopack.scene.common import check_poses, every_nth_split, finish_scene
+from plenopack.scene.io import image_size, read_frame, scale_intrinsics
+from plenopack.scene.masks import find_mask, is_mask_file, require_all_or_none
+from plenopack.scene.undistort import make_undistorter
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".JPG", ".JPEG", ".PNG"}
 
@@ -34,11 +37,12 @@ def _pick_folder(root: Path, stem: str, factor: int | None) -> Path | None:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.suffix in IMAGE_SUFFIXES and not is_mask_file(p))
 
 
 def load(root: Path, max_side: int = 800, factor: int | None = None, test_every: int = 8,
-         object_centric: bool = True, cam_scale_factor: float = 1.5, visual_hull: bool = True) -> Scene:
+         object_centric: bool | None = None, capture_kind: str | None = None, cam_scale_factor: float = 1.5,
+         visual_hull: bool = True, use_masks: bool = True) -> Scene:
     pb_path = root / "poses_bounds.npy"
     try:
         pb = np.load(pb_path, allow_pickle=False)
@@ -66,37 +70,30 @@ def load(root: Path, max_side: int = 800, factor: int | None = None, test_every:
     if not np.all(np.isfinite(pb[:, 15:])) or np.any(hwf <= 0):
         raise PlenopackError("non-finite bounds or non-positive H, W, focal", pb_path)
 
-    mask_dir = _pick_folder(root, "masks", int(img_dir.name.split("_")[-1]) if "_" in img_dir.name else None)
-    images, masks, intr = [], [] if mask_dir else None, []
+    suffix = img_dir.name.rpartition("_")[2]
+    found_factor = int(suffix) if img_dir.name != "images" and suffix.isdigit() else None
+    mask_dir = _pick_folder(root, "masks", found_factor)
+    found = [find_mask(f, [mask_dir] if mask_dir else []) if use_masks else None for f in files]
+    mask_paths = require_all_or_none(files, found, img_dir)
+    images, masks, intr = [], [] if mask_paths else None, []
     for i, f in enumerate(files):
-        first = read_image(f)
-        h, w = first.shape[:2]
-        nh, nw = fitted_size(h, w, max_side)
-        img = first if (nh, nw) == (h, w) else read_image(f, (nh, nw))
-        images.append(img)
+        h, w = image_size(f)
         full_h, full_w, focal = hwf[i]
-        k_full = np.array([focal, focal, 0.5 * full_w, 0.5 * full_h])
-        intr.append(scale_intrinsics(k_full, (full_h, full_w), (nh, nw)))
-        if mask_dir is not None:
-            mpath = next((mask_dir / (f.stem + s) for s in (".png", f.suffix, ".jpg") if (mask_dir / (f.stem + s)).is_file()),
-                         mask_dir / (f.stem + ".png"))
-            masks.append(read_image(mpath, (nh, nw), mode="L"))
+        k = scale_intrinsics(np.array([focal, focal, 0.5 * full_w, 0.5 * full_h]), (full_h, full_w), (h, w))
+        image, mask, k_loaded = read_frame(f, make_undistorter("PINHOLE", k, w, h), max_side,
+                                           mask_paths[i] if mask_paths else None)
+        images.append(image)
+        intr.append(k_loaded)
+        if masks is not None:
+            masks.append(mask)
     train, test = every_nth_split(len(files), test_every)
     near_far = pb[:, 15:17]
-    if object_centric:
-        return finish_object_scene(
-            name=root.name, root=root, fmt="llff", images=images, masks=masks, intrinsics=np.stack(intr),
-            c2w_world=c2w, train_ids=train, test_ids=test, cam_scale_factor=cam_scale_factor,
-            visual_hull=visual_hull, near_far_world=near_far, image_paths=files,
-        )
-    centres = c2w[:, :3, 3]
-    far_pts = centres + c2w[:, :3, 2] * near_far[:, 1:2]
-    w2u = scene_centric(far_pts, up=-c2w[:, :3, 1].mean(0), cameras=centres)
-    scene = finish_object_scene(
+    far_points = c2w[:, :3, 3] + c2w[:, :3, 2] * near_far[:, 1:2]
+    options = dict(factor=found_factor, test_every=test_every, cam_scale_factor=cam_scale_factor, visual_hull=visual_hull,
+                   use_masks=use_masks)
+    return finish_scene(
         name=root.name, root=root, fmt="llff", images=images, masks=masks, intrinsics=np.stack(intr),
-        c2w_world=c2w, train_ids=train, test_ids=test, near_far_world=near_far, image_paths=files,
-        world_to_unit=w2u,
+        c2w_world=c2w, train_ids=train, test_ids=test, options=options, object_centric=object_centric,
+        capture_kind=capture_kind, cam_scale_factor=cam_scale_factor, visual_hull=visual_hull,
+        scene_points=far_points, scene_points_label="far-bound frusta", near_far_world=near_far, image_paths=files,
     )
-    scene.is_object_centric = False
-    scene.normalisation = "scene-centric: cameras and far-bound frusta"
-    return scene

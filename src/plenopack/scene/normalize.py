@@ -6,9 +6,13 @@ Which is used when (the loaders call these):
   axes, OpenCV) onto +z; translate by minus the median, over cameras, of the point of each optical axis
   closest to the axes' common focus (least-squares point nearest all axes); scale so the median camera
   distance becomes ``cam_scale_factor`` (1.5).
+- Arcs of cameras (`plenopack.scene.geometry`: object-arc) are then scaled so the cube is what the
+  nearest camera sees around the centre (`fit_view_scale`): the median-distance rule would leave most of the
+  cube unseen there and cameras inside it.
 - When foreground masks exist, `tighten_with_visual_hull` then carves the masks' visual hull and recentres
   and rescales so the hull's bounding box fills the cube up to a margin: voxels of the grid are spent on the
   object instead of empty space. Loaders do this by default where masks exist (``visual_hull=True``).
+  Without a hull, `push_cameras_outside` scales up until every camera is outside the cube.
 - Scene captures (ScanNet rooms, forward-facing LLFF) use `scene_centric` on the camera centres plus any
   known scene points (depth back-projections, sparse points, near/far frusta) so that all of them fit.
 """
@@ -82,6 +86,33 @@ def object_centric(c2w: np.ndarray, cam_scale_factor: float = 1.5) -> np.ndarray
         raise PlenopackError("cameras coincide: cannot normalise the scene")
     scale = cam_scale_factor / dist
     return similarity(scale, rot, -scale * rot @ centre)
+
+
+def rescale(world_to_unit: np.ndarray, factor: float) -> np.ndarray:
+    """The similarity followed by a scaling by ``factor`` about the unit frame's origin."""
+    return similarity(factor, np.eye(3), np.zeros(3)) @ world_to_unit
+
+
+def fit_view_scale(world_to_unit: np.ndarray, c2w: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+    """Rescale an object-centric similarity so the cube's half-size is the smallest radius a camera sees
+    around the origin (its distance times the tangent of its narrowest half field of view, the image taken
+    to span 2 cx by 2 cy pixels): an object seen whole in every view fits the cube, and the grid is spent on
+    what every camera sees. For arcs of cameras (the hand-held fox)."""
+    c2w_unit = apply_to_poses(world_to_unit, c2w)
+    k = np.asarray(intrinsics, dtype=np.float64)
+    half_fov_tan = np.minimum(k[:, 2] / k[:, 0], k[:, 3] / k[:, 1])
+    seen = np.linalg.norm(c2w_unit[:, :3, 3], axis=1) * half_fov_tan
+    return rescale(world_to_unit, 1.0 / float(seen.min()))
+
+
+def push_cameras_outside(world_to_unit: np.ndarray, c2w: np.ndarray, margin: float = 1.1) -> np.ndarray:
+    """Rescale a similarity (about the unit origin) so every camera centre is at least ``margin`` from the
+    origin along some axis (outside the cube [-1, 1]^3); unchanged when they already are."""
+    centres = apply_to_poses(world_to_unit, c2w)[:, :3, 3]
+    nearest = float(np.abs(centres).max(axis=1).min())
+    if nearest <= 0:
+        raise PlenopackError("a camera sits at the centre of the object: cannot normalise the scene")
+    return world_to_unit if nearest >= margin else rescale(world_to_unit, margin / nearest)
 
 
 def scene_centric(points: np.ndarray, margin: float = 0.95, up: np.ndarray | None = None,

@@ -3,9 +3,10 @@ axes, metres), ``intrinsic/intrinsic_color.txt`` (4x4 K of the colour images), o
 (uint16 millimetres, with ``intrinsic/intrinsic_depth.txt``).
 
 Frames whose pose is not finite (ScanNet marks lost tracking with -inf) are dropped; ``frame_step`` keeps every
-n-th frame (ScanNet streams are 30 fps). Every 10th kept frame is test. Rooms are scene captures: the scene is
-normalised to fit the camera centres and the back-projected depth points (a subsample) into the cube, or,
-without depth, the camera centres and points ``assumed_depth`` metres in front of them.
+n-th frame (ScanNet streams are 30 fps). Every 10th kept frame is test. Rooms are scene captures
+(``capture_kind="inside-out"`` unless given; None detects it from the poses): the scene is normalised to fit the
+camera centres and the back-projected depth points (a subsample) into the cube, or, without depth, the camera
+centres and points ``assumed_depth`` metres in front of them.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from PIL import Image
 
 from plenopack.errors import PlenopackError
 from plenopack.scene.base import Scene
-from plenopack.scene.common import every_nth_split, finish_object_scene
+from plenopack.scene.common import every_nth_split, finish_scene
 from plenopack.scene.io import fitted_size, image_size, read_image, scale_intrinsics
-from plenopack.scene.normalize import scene_centric
 
 
 def read_matrix(path: Path) -> np.ndarray:
@@ -50,7 +50,8 @@ def _depth_points(depth_path: Path, k_depth: np.ndarray, c2w: np.ndarray, stride
 
 
 def load(root: Path, max_side: int = 800, test_every: int = 10, frame_step: int = 1,
-         assumed_depth: float = 2.0) -> Scene:
+         assumed_depth: float = 2.0, object_centric: bool | None = None, capture_kind: str | None = "inside-out",
+         cam_scale_factor: float = 1.5) -> Scene:
     color_dir, pose_dir = root / "color", root / "pose"
     if not color_dir.is_dir() or not pose_dir.is_dir():
         raise PlenopackError("expected color/ and pose/ folders", root)
@@ -80,13 +81,12 @@ def load(root: Path, max_side: int = 800, test_every: int = 10, frame_step: int 
         else:
             points.append(pose[:3, 3] + assumed_depth * pose[:3, 2])
     c2w = np.stack(poses)
-    pts = np.concatenate([np.atleast_2d(p) for p in points])
-    w2u = scene_centric(pts, up=-c2w[:, :3, 1].mean(0), cameras=c2w[:, :3, 3])
     train, test = every_nth_split(len(images), test_every)
-    scene = finish_object_scene(name=root.name, root=root, fmt="scannet", images=images, masks=None,
-                                intrinsics=np.stack(intr), c2w_world=c2w, train_ids=train, test_ids=test,
-                                world_to_unit=w2u, image_paths=[f for f, _ in frames])
-    scene.is_object_centric = False
-    scene.normalisation = "scene-centric: cameras and depth points" if k_depth is not None else \
-        f"scene-centric: cameras and points {assumed_depth} m ahead"
-    return scene
+    options = dict(test_every=test_every, frame_step=frame_step, assumed_depth=assumed_depth,
+                   cam_scale_factor=cam_scale_factor)
+    label = "depth points" if k_depth is not None else f"points {assumed_depth} m ahead"
+    return finish_scene(name=root.name, root=root, fmt="scannet", images=images, masks=None,
+                        intrinsics=np.stack(intr), c2w_world=c2w, train_ids=train, test_ids=test, options=options,
+                        object_centric=object_centric, capture_kind=capture_kind, cam_scale_factor=cam_scale_factor,
+                        scene_points=np.concatenate([np.atleast_2d(p) for p in points]), scene_points_label=label,
+                        image_paths=[f for f, _ in frames])

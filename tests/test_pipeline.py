@@ -16,7 +16,7 @@ from plenopack.pipeline import PipelineConfig, encode_to_file, fit_scene, load_r
 
 TINY = {"reso": [8, 16], "steps": [15, 15], "batch_rays": 256, "log_every": 5}
 SCENE_KEYS = {"name", "id", "category", "source_path", "format", "max_side", "loader_options", "world_to_unit",
-              "normalisation", "train_views", "test_views"}
+              "normalisation", "capture_kind", "background_frame", "train_views", "test_views"}
 
 
 def test_every_numeric_field_is_range_checked():
@@ -112,11 +112,14 @@ def test_finetuning_trains_the_background_model_too(tmp_path, ethiopian_small):
     from plenopack.compress import finetune
 
     config = load_preset("tiny", **TINY, background_model="msi", msi_layers=2, msi_height=8, lambda_mask=0.1)
-    result = fit(ethiopian_small, config)
-    before = result.grid.background.layers.copy()
-    tuned, _ = finetune(result.grid, ethiopian_small, CodecConfig("sh", 4), 20, fit_config=config)
+    grid, metadata = fit_scene(ethiopian_small, config, "tiny", 40)
+    # msi_frame "auto" follows the detected capture: ethiopianHead turns on a turntable
+    assert metadata["fit"]["config"]["msi_frame"] == "turntable" and grid.background.turntable is not None
+    before = grid.background.layers.copy()
+    tuned, _ = finetune(grid, ethiopian_small, CodecConfig("sh", 4), 20,
+                        fit_config=FitConfig.from_dict(metadata["fit"]["config"]))
     assert tuned.background is not None and not np.allclose(tuned.background.layers, before)
-    np.testing.assert_array_equal(result.grid.background.layers, before)  # the input grid is not modified
+    np.testing.assert_array_equal(grid.background.layers, before)  # the input grid is not modified
     from plenopack.evaluate import evaluate
 
     full = evaluate(tuned, ethiopian_small)["psnr"]

@@ -41,7 +41,8 @@ def scene_record(scene: Scene, max_side: int | None, scene_id: str | None = None
     return {"name": scene.name, "id": scene_id or scene.name, "category": scene.category,
             "source_path": scene.source_path, "format": scene.source_format, "max_side": max_side,
             "loader_options": dict(scene.loader_options), "world_to_unit": scene.world_to_unit.tolist(),
-            "normalisation": scene.normalisation, "train_views": int(scene.train_ids.size),
+            "normalisation": scene.normalisation, "capture_kind": scene.capture_kind,
+            "background_frame": scene.background_frame, "train_views": int(scene.train_ids.size),
             "test_views": int(scene.test_ids.size)}
 
 
@@ -83,10 +84,18 @@ def load_recorded_scene(metadata: dict, scene_path: str | Path | None = None, fo
                       **{**recorded, **(options or {})})
 
 
+def resolve_for_scene(config: FitConfig, scene: Scene) -> FitConfig:
+    """Settings left to the capture ("auto") made explicit: the background model's frame follows the detected
+    capture kind (turntable captures: the room turns with the cameras)."""
+    if config.msi_frame == "auto":
+        config = config.replace(msi_frame=scene.background_frame)
+    return config
+
+
 def fit_scene(scene: Scene, config: FitConfig, preset: str | None, max_side: int | None,
               progress: ProgressCallback | None = None, scene_id: str | None = None) -> tuple[Grid, dict]:
-    """Fit and return (grid, metadata)."""
-    result = fit(scene, config, progress)
+    """Fit (with `resolve_for_scene`'s settings) and return (grid, metadata)."""
+    result = fit(scene, resolve_for_scene(config, scene), progress)
     return result.grid, file_metadata(scene, max_side, result, preset, scene_id)
 
 

@@ -9,6 +9,7 @@ import typer
 
 from plenopack.cli import app
 from plenopack.cli.options import parse_key_values, scene_option_flag
+from plenopack.scene.options import parse_scene_options
 from plenopack.cli.progress import RichProgress
 
 
@@ -41,7 +42,7 @@ def build_cmd(
     from plenopack.codecs import CodecConfig
 
     config = BuildConfig(preset=preset, fit_overrides=parse_key_values(overrides, "--set"), max_side=max_side,
-                         lpips_net=lpips_net, scene_options=parse_key_values(scene_options, "--scene-option"),
+                         lpips_net=lpips_net, scene_options=parse_scene_options(scene_options),
                          codec=CodecConfig(method, bits, entropy, prune_below=prune_below, finetune=finetune))
     with RichProgress(enabled=not as_json) as progress:
         summary = build_dataset(source, output, config, format, executor, workers, ray_address, limit,

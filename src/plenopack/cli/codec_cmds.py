@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from plenopack.cli import app
-from plenopack.cli.options import parse_key_values, scene_option_flag
+from plenopack.cli.options import scene_option_flag
+from plenopack.scene.options import parse_scene_options
 from plenopack.cli.progress import RichProgress
 from plenopack.errors import PlenopackError
 
@@ -60,7 +61,7 @@ def compress_cmd(
         from plenopack.fileformat import read_plen_header
 
         scene = load_recorded_scene(read_plen_header(src).get("metadata", {}), scene_path,
-                                    options=parse_key_values(scene_options, "--scene-option"))
+                                    options=parse_scene_options(scene_options))
     with RichProgress(enabled=not as_json) as progress:
         summary = compress_file(src, output, codec, scene, progress)
     if as_json:

@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from plenopack.cli import app
-from plenopack.cli.options import fit_overrides, parse_key_values, scene_option_flag, schedule_overrides
+from plenopack.cli.options import fit_overrides, scene_option_flag, schedule_overrides
+from plenopack.scene.options import parse_scene_options
 from plenopack.cli.progress import RichProgress
 from plenopack.errors import PlenopackError
 
@@ -45,7 +46,11 @@ def fit_cmd(
     extra = fit_overrides(overrides, background, background_layers, background_reso, background_frame)
     extra.update(schedule_overrides(preset, extra, reso, steps))
     config = load_preset(preset, **extra, sh_degree=sh_degree, seed=seed, prune=prune, prune_threshold=prune_threshold)
-    scene = load_scene(scene_path, format=format, max_side=max_side, **parse_key_values(scene_options, "--scene-option"))
+    scene = load_scene(scene_path, format=format, max_side=max_side, **parse_scene_options(scene_options))
+    if not as_json:
+        typer.echo(f"{scene.name}: {scene.capture_kind} capture, {scene.num_views} views "
+                   f"({scene.train_ids.size} train / {scene.test_ids.size} test), normalised {scene.normalisation}; "
+                   f"override with --scene-option capture_kind=...", err=True)
     with RichProgress(enabled=not as_json) as progress:
         grid, metadata = fit_scene(scene, config, preset, max_side, progress)
     nbytes = encode_to_file(output, grid, metadata)
@@ -83,7 +88,7 @@ def eval_cmd(
 
     metadata = read_plen_header(plen).get("metadata", {})
     scene = load_recorded_scene(metadata, scene_path, format, max_side,
-                                parse_key_values(scene_options, "--scene-option"))
+                                parse_scene_options(scene_options))
     model, backbone, note = (None, None, "") if no_lpips else resolve_lpips(lpips_net)
     if note and not as_json:
         typer.echo(note, err=True)

@@ -8,8 +8,8 @@ import typer
 
 from plenopack.errors import PlenopackError
 
-SCENE_OPTION_HELP = ("Loader option key=value overriding what was detected, e.g. object_centric=false, "
-                     "test_every=8 (repeatable).")
+SCENE_OPTION_HELP = ("Loader option KEY=VALUE (JSON values) overriding what was detected, e.g. object_centric=false, "
+                     "test_every=8, capture_kind=turntable, drop_blurry=false (repeatable).")
 
 
 def parse_int_list(text: str | None, what: str) -> list[int] | None:

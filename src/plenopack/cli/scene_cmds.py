@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from plenopack.cli import app
+from plenopack.cli.options import scene_option_flag
 
 
 @app.command("info-scene")
@@ -17,8 +18,7 @@ def info_scene(
     format: str = typer.Option(None, "--format", help="Force a loader: blender, nerfstudio, llff, co3d, colmap, "
                                                       "scannet."),
     max_side: int = typer.Option(800, "--max-side", help="Resize so the longest image side is at most this (pixels)."),
-    scene_option: list[str] = typer.Option([], "--scene-option", help="Loader option KEY=VALUE (JSON values), "
-                                           "e.g. test_every=4, capture_kind=turntable, drop_blurry=false; repeatable."),
+    scene_option: list[str] = scene_option_flag(),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """Load a capture and print views, resolution, split sizes, capture kind, bounds and loader options."""

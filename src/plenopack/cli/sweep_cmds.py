@@ -8,6 +8,7 @@ import typer
 
 from plenopack.cli import app
 from plenopack.cli.options import parse_key_values, scene_option_flag
+from plenopack.scene.options import parse_scene_options
 from plenopack.cli.progress import RichProgress
 
 
@@ -58,7 +59,7 @@ def sweep_cmd(
     with RichProgress() as progress:
         rows, paths, note = run_sweep(scenes, output, experiment, preset, scale, lpips_net, max_side,
                                       parse_key_values(overrides, "--set"), progress, finetune,
-                                      parse_key_values(scene_options, "--scene-option"))
+                                      parse_scene_options(scene_options))
     print_report(rows, paths, note)
 
 

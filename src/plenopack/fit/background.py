@@ -48,7 +48,7 @@ def init_background(config: FitConfig, camera_centres: np.ndarray | None = None)
     radii = 1.0 / np.linspace(1.0 / inner, 1.0 / config.msi_far, config.msi_layers)
     layers = np.zeros((config.msi_layers, config.msi_height, 2 * config.msi_height, 4), np.float32)
     layers[..., 3] = 0.5
-    turntable = turntable_axis(camera_centres) if config.msi_frame == "turntable" else None
+    turntable = turntable_axis(camera_centres) if config.msi_frame == "turntable" else None  # "auto": world
     return SphereBackground(layers, radii.astype(np.float32), config.msi_brightness, turntable)
 
 

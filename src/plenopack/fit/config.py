@@ -19,7 +19,7 @@ from plenopack.errors import PlenopackError
 PRUNE_MODES = ("sigma", "weight", "none")
 BACKGROUNDS = ("auto", "white", "black", "random")
 BACKGROUND_MODELS = ("none", "msi")
-MSI_FRAMES = ("world", "turntable")
+MSI_FRAMES = ("auto", "world", "turntable")
 MAX_RESOLUTION = 1024
 
 
@@ -71,7 +71,7 @@ class FitConfig:
     msi_height: int = _range(64, 2, 4096, doc="equirectangular rows (polar angle); columns = 2 x rows")
     msi_far: float = _range(16.0, 1.8, 1e6, doc="radius of the outermost sphere (unit-cube units)")
     msi_brightness: float = _range(0.5, 0.0, 1.0)
-    msi_frame: str = "world"  # "turntable": the room turns with the cameras (object on a turntable)
+    msi_frame: str = "auto"  # "turntable": the room turns with the cameras; "auto": the scene's detected frame
     lr_background: float = _range(0.1, 0.0, None, lo_open=True)
     lambda_tv_background_color: float = _range(1e-3, 0.0, 1e3)
     lambda_tv_background_sigma: float = _range(1e-2, 0.0, 1e3)

@@ -26,13 +26,22 @@ def pack(codes: np.ndarray, bits: int) -> bytes:
 
 
 def unpack(data: bytes | memoryview, count: int, bits: int) -> np.ndarray:
-    """Inverse of `pack`: ``count`` codes as uint16 (uint8 when bits <= 8)."""
+    """Inverse of `pack`: ``count`` codes as uint16 (uint8 when bits <= 8).
+
+    Memory: the result plus one byte per code (uint8 codes), or two bytes plus three per code (uint16).
+    """
+    if not 1 <= bits <= 16:
+        raise ValueError(f"bits must be 1..16, got {bits}")
     plane_bytes = (count + 7) // 8
     if len(data) != bits * plane_bytes:
         raise ValueError(f"expected {bits * plane_bytes} packed bytes, got {len(data)}")
     buf = np.frombuffer(data, dtype=np.uint8)
     out = np.zeros(count, dtype=np.uint16 if bits > 8 else np.uint8)
+    shifted = np.empty(count, np.uint16) if bits > 8 else None
     for b in range(bits):
         plane = np.unpackbits(buf[b * plane_bytes:(b + 1) * plane_bytes], count=count)
-        out |= plane.astype(out.dtype) << b
+        if b < 8:
+            out |= np.left_shift(plane, b, out=plane)
+        else:
+            out |= np.left_shift(plane, b, out=shifted, dtype=np.uint16)
     return out

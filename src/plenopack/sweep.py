@@ -15,13 +15,13 @@ config hash, so rows that share a fit reuse it; every finished row is appended t
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from plenopack.atomic import atomic_path, atomic_write, atomic_write_text
 from plenopack.codecs import CodecConfig
 from plenopack.errors import PlenopackError
 
@@ -81,12 +81,6 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 class Sweep:
     """Runs rows over scenes with a fit cache and a resumable results file."""
 
@@ -139,9 +133,8 @@ class Sweep:
         imp_path = self.cache / f"{key}.importance.npy"
         if not imp_path.exists():
             imp = ray_importance(f.grid, scene)
-            tmp = imp_path.with_name(f".{imp_path.name}.tmp-{os.getpid()}.npy")
-            np.save(tmp, imp)
-            os.replace(tmp, imp_path)
+            with atomic_write(imp_path, "wb") as fh:
+                np.save(fh, imp)
         return path, f.metadata["fit"]["seconds"], np.load(imp_path)
 
     def run_row(self, scene_path: Path, spec: RowSpec) -> dict:
@@ -181,7 +174,7 @@ class Sweep:
                 row = {"scene": name, "experiment": spec.experiment, "method": spec.label, "codec": spec.codec.label(),
                        "error": str(exc)}
             self.results.append(row)
-            _atomic_write_text(self.results_path, json.dumps(self.results, indent=1))
+            atomic_write_text(self.results_path, json.dumps(self.results, indent=1))
             if self.progress:
                 what = (f"failed: {row['error']}" if "error" in row else
                         f"{row['memory_mb']:.3f} MB, PSNR {row['psnr']:.2f}")
@@ -247,7 +240,7 @@ def write_report(results: list[dict], out_dir: Path, title: str = "Memory-qualit
             summaries[exp] = rows
             parts += [f"## {exp.capitalize()}", "", markdown_table(rows, net), ""]
     report = out_dir / "report.md"
-    _atomic_write_text(report, "\n".join(parts))
+    atomic_write_text(report, "\n".join(parts))
     table = pa.Table.from_pylist([{k: r.get(k) for k in ("scene", "experiment", "method", "codec", "memory_mb", "bytes",
                                                          "psnr", "ssim", "lpips", "psnr_masked", "fit_seconds",
                                                          "resolution", "voxels", "lpips_net", "error")} for r in results],
@@ -260,9 +253,8 @@ def write_report(results: list[dict], out_dir: Path, title: str = "Memory-qualit
                                                    ("voxels", pa.int64()), ("lpips_net", pa.string()),
                                                    ("error", pa.string())]))
     parquet = out_dir / "results.parquet"
-    tmp = out_dir / f".results.parquet.tmp-{os.getpid()}"
-    pq.write_table(table, tmp)
-    os.replace(tmp, parquet)
+    with atomic_path(parquet) as tmp:
+        pq.write_table(table, tmp)
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
     points, labels = [], []
@@ -286,10 +278,9 @@ def write_report(results: list[dict], out_dir: Path, title: str = "Memory-qualit
     ax.legend(fontsize=8)
     fig.tight_layout()
     png = out_dir / "tradeoff.png"
-    tmp_png = out_dir / f".tradeoff.tmp-{os.getpid()}.png"
-    fig.savefig(tmp_png, dpi=130)
+    with atomic_path(png) as tmp_png:
+        fig.savefig(tmp_png, dpi=130)
     plt.close(fig)
-    os.replace(tmp_png, png)
     return {"report": report, "parquet": parquet, "plot": png, "json": out_dir / "results.json"}
 
 

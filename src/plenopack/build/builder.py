@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
+from plenopack.atomic import atomic_write_text
 from plenopack.build.discover import SceneRef, discover_scenes
 from plenopack.build.manifest import read_manifest, write_manifest
 from plenopack.codecs import CodecConfig
@@ -179,9 +180,7 @@ def build_dataset(source: str | Path, out_dir: str | Path, config: BuildConfig, 
             for row in _run_on_ray(todo, config, out, workers, ray_address):
                 finished(row, bar, task)
     summary = _summary([rows[r.id] for r in refs if r.id in rows], config, str(source))
-    tmp = out / f".dataset.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, out / "dataset.json")
+    atomic_write_text(out / "dataset.json", json.dumps(summary, indent=1))
     return summary
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from plenopack.atomic import atomic_path
 
 MANIFEST_SCHEMA = pa.schema([
     ("id", pa.string()), ("category", pa.string()), ("source", pa.string()), ("path", pa.string()),
@@ -18,15 +19,12 @@ MANIFEST_SCHEMA = pa.schema([
 
 
 def write_manifest(path: str | Path, rows: list[dict]) -> None:
-    """Write all rows (sorted by id) to a temporary file, fsync, rename."""
+    """Write all rows (sorted by id), atomically (`plenopack.atomic`)."""
     path = Path(path)
     table = pa.Table.from_pylist([{f.name: r.get(f.name) for f in MANIFEST_SCHEMA} for r in sorted(rows, key=lambda r: r["id"])],
                                  schema=MANIFEST_SCHEMA)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def read_manifest(path: str | Path) -> list[dict]:

@@ -211,18 +211,22 @@ def memory_required(header: dict) -> int:
     """Upper bound in bytes on what `read_plen` allocates for a file with this (validated) header, as
     docs/format.md ("Memory") defines it:
 
-        S + 48 H + 4 R^3 + 12 N + sum over arrays of decode_memory(array) + 145 MiB
+        S + 48 H + 4 R^3 + 12 N + sum over value arrays of [decode_memory + (raw_length if zstd)]
+          + 4 x (background values) + 145 MiB
 
-    with S the file size, H the header size, R the resolution, N the voxel count; decode_memory is the codec's
-    (`ArrayCodec.decode_memory`: by default 2 x raw stream + 16 bytes per value)."""
+    with S the file size, H the header size, R the resolution, N the voxel count, decode_memory the array codec's
+    bound (`ArrayCodec.decode_memory`, about 4 to 6 bytes per value), and 145 MiB for the zstd decoder
+    (window <= 128 MiB) and the piecewise occupancy decoding."""
     reso, n = header["resolution"], header["num_voxels"]
     total = (header["nbytes"] + HEADER_PARSE_FACTOR * header["header_bytes"] + 4 * reso ** 3 + 12 * n
              + FIXED_MEMORY)
     for a in header["arrays"]:
         if a["name"] != "positions":
             rows, cols = _array_shape(header, a["name"])
-            codec, _ = check_descriptor(a, rows, cols)
-            total += codec.decode_memory(a["params"], rows, cols)
+            codec, raw_length = check_descriptor(a, rows, cols)
+            total += codec.decode_memory(a["params"], rows, cols) + (raw_length if a.get("entropy") else 0)
+            if a["name"] == "background":
+                total += 4 * rows * cols  # the layers, rearranged from the decoded rows
     return total
 
 

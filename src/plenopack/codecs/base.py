@@ -27,7 +27,7 @@ class ArrayCodec(ABC):
     Contract: ``decode(encode(x)[0], encode(x)[1], *x.shape)`` approximates x; `validate_params` accepts every
     ``params`` `encode` produces and raises ValueError (never anything else) for anything `decode` or
     `raw_length` could not handle; after it passes, `raw_length` is exact and `decode` allocates at most
-    `decode_memory` bytes.
+    `decode_memory` bytes (tests/test_codecs.py measures this for every registered codec).
     """
 
     name: str = ""
@@ -66,13 +66,11 @@ class ArrayCodec(ABC):
         ``x`` has the shape of ``values``; Q(x) is float32 of that shape.
         """
 
+    @abstractmethod
     def decode_memory(self, params: dict, rows: int, cols: int) -> int:
-        """Upper bound in bytes on what `decode` allocates, the raw stream and the result included.
-
-        Default: twice the raw stream plus 16 bytes per value (the float32 result and up to 12 bytes of
-        temporaries per value), which holds for every built-in codec (tests/test_codecs.py measures it).
-        """
-        return 2 * self.raw_length(params, rows, cols) + 16 * rows * cols
+        """Upper bound in bytes on what `decode` allocates for validated ``params``: the float32 result and
+        its temporaries, not the raw stream it is given (nor fixed overheads of some 100 KiB: numpy's cast
+        buffers, Python objects)."""
 
 
 _CODECS: dict[str, ArrayCodec] = {}

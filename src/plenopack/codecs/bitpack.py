@@ -25,11 +25,13 @@ def pack(codes: np.ndarray, bits: int) -> bytes:
     return b"".join(p.tobytes() for p in planes)
 
 
-def unpack(data: bytes | memoryview, count: int, bits: int) -> np.ndarray:
-    """Inverse of `pack`: ``count`` codes as uint16 (uint8 when bits <= 8).
+def unpack_memory(count: int, bits: int) -> int:
+    """Bytes `unpack` allocates at most: the codes and one bit plane (and a uint16 scratch plane above 8 bits)."""
+    return count * (2 if bits <= 8 else 5)
 
-    Memory: the result plus one byte per code (uint8 codes), or two bytes plus three per code (uint16).
-    """
+
+def unpack(data: bytes | memoryview, count: int, bits: int) -> np.ndarray:
+    """Inverse of `pack`: ``count`` codes as uint16 (uint8 when bits <= 8); allocates `unpack_memory` bytes."""
     if not 1 <= bits <= 16:
         raise ValueError(f"bits must be 1..16, got {bits}")
     plane_bytes = (count + 7) // 8

@@ -95,6 +95,11 @@ class KMeansCodec(ArrayCodec):
     def raw_length(self, params, rows, cols):
         return bitpack.packed_size(rows * cols, params["bits"])
 
+    def decode_memory(self, params, rows, cols):
+        # the codes, the result, the float32 codebook and one channel's codes as indices (intp)
+        return (bitpack.unpack_memory(rows * cols, params["bits"]) + 4 * rows * cols + 4 * cols * (1 << params["bits"])
+                + 8 * rows)
+
     def decode(self, raw, params, rows, cols):
         return decode(raw, params, rows, cols)
 

@@ -23,6 +23,9 @@ class RawFloatCodec(ArrayCodec):
     def raw_length(self, params, rows, cols):
         return rows * cols * self.dtype.itemsize
 
+    def decode_memory(self, params, rows, cols):
+        return 4 * rows * cols  # the result, converted straight from the stream
+
     def decode(self, raw, params, rows, cols):
         with np.errstate(over="ignore"):
             return np.frombuffer(raw, self.dtype).reshape(rows, cols).astype(np.float32)

@@ -89,6 +89,9 @@ class UniformCodec(ArrayCodec):
     def raw_length(self, params, rows, cols):
         return bitpack.packed_size(rows * cols, params["bits"])
 
+    def decode_memory(self, params, rows, cols):
+        return bitpack.unpack_memory(rows * cols, params["bits"]) + 4 * rows * cols + 8 * cols
+
     def decode(self, raw, params, rows, cols):
         return decode(raw, params, rows, cols)
 

@@ -131,6 +131,12 @@ class VQCodec(ArrayCodec):
     def raw_length(self, params, rows, cols):
         return sum(_sizes(params, rows, cols))
 
+    def decode_memory(self, params, rows, cols):
+        # float32 codebook, the indices (unpacked, then as intp), the result, the exact rows (as intp) and their
+        # values converted
+        return (4 * params["codebook_size"] * cols + bitpack.unpack_memory(rows, params["index_bits"]) + 8 * rows
+                + 4 * rows * cols + params["exact_rows"] * (8 + 4 * cols))
+
     def decode(self, raw, params, rows, cols):
         return decode(raw, params, rows, cols)
 

@@ -335,3 +335,10 @@ def test_memory_required_bounds_what_reading_allocates(tmp_path, codec):
     finally:
         tracemalloc.stop()
     assert 4 * reso ** 3 + 4 * 28 * n < peak <= need - entropy.DECODER_MEMORY
+
+
+def test_writer_refuses_metadata_the_reader_would_refuse(tmp_path):
+    grid = Grid.dense(4, 0)
+    with pytest.raises(PlenopackError, match="cannot write an invalid scene file: metadata.scene.world_to_unit"):
+        write_plen(tmp_path / "w.plen", grid, {"scene": {"world_to_unit": np.eye(3)}})
+    assert list(tmp_path.iterdir()) == []

@@ -166,6 +166,10 @@ def encode_grid(grid: Grid, metadata: dict, codec: CodecConfig | None = None,
     if len(head) > MAX_HEADER:
         raise PlenopackError(f"header of {len(head):,} bytes is over the format's limit of {MAX_HEADER:,} "
                              "(metadata too large?)")
+    try:  # never write a file the reader would refuse (e.g. metadata.scene.world_to_unit not 4 x 4)
+        _check_header(header, offset)
+    except _Invalid as exc:
+        raise PlenopackError(f"cannot write an invalid scene file: {exc}") from None
     prefix = PREFIX.pack(MAGIC, VERSION, 0, len(head), zlib.crc32(head))
     return b"".join([prefix, head] + [p for _, p, _ in streams])
 

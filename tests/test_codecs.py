@@ -1,11 +1,19 @@
-"""Codecs: exact bit-packing, bounded quantisation error, k-means beats uniform on skewed data, VQ round trip."""
+"""Codecs: exact bit-packing, bounded quantisation error, k-means beats uniform on skewed data, VQ round trip;
+the registry (every codec round-trips, validates hostile parameters, bounds its decoding memory; a new codec
+and method need nothing but their registration); zstd decoding that no frame can make allocate much."""
+
+import json
+import struct
+import tracemalloc
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plenopack.codecs import CodecConfig, bitpack, decode_array, encode_array, kmeans, uniform
+from plenopack.codecs import (METHODS, ArrayCodec, CodecConfig, Method, bitpack, codec_names, decode_array,
+                              encode_array, entropy, get_codec, kmeans, register_codec, register_method, uniform)
+from plenopack.compress import _fixed_quantizer
 from plenopack.errors import PlenopackError
 
 
@@ -113,3 +121,178 @@ def test_codec_config_plans_match_perfception_methods():
         CodecConfig("zip")
     with pytest.raises(PlenopackError):
         CodecConfig("sh", 9)
+
+
+# ---------------------------------------------------------------- the codec registry
+
+SPEC = {"bits": 5, "codebook": 16, "keep_exact": 0.1}  # every codec takes what it needs from this
+
+
+def spec_for(name, **extra):
+    return {"codec": name, **SPEC, **extra}
+
+
+@pytest.mark.parametrize("name", codec_names())
+@pytest.mark.parametrize("cols", [1, 12])
+def test_every_codec_round_trips_and_its_quantizer_matches_the_file(name, cols):
+    rng = np.random.default_rng(cols)
+    x = (rng.normal(size=(700, cols)) * rng.uniform(0.01, 3, cols)).astype(np.float32)
+    weights = rng.random(700)
+    codec = get_codec(name)
+    raw, params = codec.encode(x, spec_for(name), weights)
+    json.dumps(params)  # parameters go into the JSON header
+    codec.validate_params(params, 700, cols)
+    assert codec.raw_length(params, 700, cols) == len(raw)
+    y = codec.decode(raw, params, 700, cols)
+    assert y.dtype == np.float32 and y.shape == (700, cols) and y.flags.c_contiguous
+    q = _fixed_quantizer(x, spec_for(name), weights)(x)  # compress.py's entry point delegates to the codec
+    assert q.dtype == np.float32 and q.shape == x.shape
+    if name == "vq":  # nearest-codeword search may break exact ties differently in another batch
+        assert np.mean(np.all(q == y, axis=1)) > 0.99
+    else:
+        assert np.array_equal(q, y)
+    payload, desc = encode_array(x, spec_for(name, entropy="zstd", level=3), weights)
+    assert desc == {"codec": name, "params": params, "raw_length": len(raw), "entropy": "zstd"}
+    assert np.array_equal(decode_array(payload, desc, 700, cols), y) or name == "vq"
+
+
+@pytest.mark.parametrize("spec", [{"codec": "float32"}, {"codec": "float16"}, {"codec": "uniform", "bits": 1},
+                                  {"codec": "uniform", "bits": 8}, {"codec": "uniform", "bits": 12},
+                                  {"codec": "kmeans", "bits": 3}, {"codec": "kmeans", "bits": 9},
+                                  {"codec": "vq", "codebook": 64, "keep_exact": 0.3},
+                                  {"codec": "vq", "codebook": 3, "keep_exact": 1.0}])
+@pytest.mark.parametrize("cols", [1, 27])
+def test_decode_memory_bounds_what_decode_allocates(spec, cols):
+    x = np.random.default_rng(5).normal(size=(12000, cols)).astype(np.float32)
+    raw, params = get_codec(spec["codec"]).encode(x, spec)
+    codec = get_codec(spec["codec"])
+    tracemalloc.start()
+    try:
+        codec.decode(raw, params, len(x), cols)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    bound = codec.decode_memory(params, len(x), cols)
+    assert 4 * x.size <= peak <= bound + (256 << 10)  # + fixed overheads: numpy's cast buffers, Python objects
+
+
+@pytest.mark.parametrize("name, params", [
+    ("float32", []), ("float16", None),
+    ("uniform", []), ("uniform", {"bits": 8, "lo": [0.0]}), ("uniform", {"bits": True, "lo": [0.0], "scale": [1.0]}),
+    ("uniform", {"bits": 0, "lo": [0.0], "scale": [1.0]}), ("uniform", {"bits": 17, "lo": [0.0], "scale": [1.0]}),
+    ("uniform", {"bits": 8, "lo": [0.0, 1.0], "scale": [1.0]}), ("uniform", {"bits": 8, "lo": "0", "scale": [1.0]}),
+    ("uniform", {"bits": 8, "lo": [1e39], "scale": [1.0]}), ("uniform", {"bits": 8, "lo": [10 ** 400], "scale": [1.0]}),
+    ("uniform", {"bits": 8, "lo": [0.0], "scale": [float("nan")]}), ("uniform", {"bits": 8.0, "lo": [0], "scale": [1]}),
+    ("uniform", {"bits": 8, "lo": [0.0], "scale": [1.0], "clip": [0.0]}),
+    ("kmeans", {"bits": 2, "codebook": [[0, 1, 2]]}), ("kmeans", {"bits": 2, "codebook": [0, 1, 2, 3]}),
+    ("kmeans", {"bits": 2, "codebook": [[0, 1, 2, 3], [0, 1, 2, 3]]}), ("kmeans", {"codebook": [[0, 1]]}),
+    ("vq", {"codebook_size": 0, "index_bits": 1, "exact_rows": 0}),
+    ("vq", {"codebook_size": 5, "index_bits": 2, "exact_rows": 0}),
+    ("vq", {"codebook_size": 4, "index_bits": 2, "exact_rows": 11}),
+    ("vq", {"codebook_size": 4, "index_bits": 17, "exact_rows": 0}),
+    ("vq", {"codebook_size": 70000, "index_bits": 16, "exact_rows": 0}),
+    ("vq", {"codebook_size": "4", "index_bits": 2, "exact_rows": 0}),
+])
+def test_validate_params_rejects_hostile_params_with_value_error(name, params):
+    with pytest.raises(ValueError):
+        get_codec(name).validate_params(params, 10, 1)
+
+
+def test_registry_lookups_and_duplicates():
+    assert {"float32", "float16", "uniform", "kmeans", "vq"} <= set(codec_names())
+    with pytest.raises(ValueError, match="unknown array codec 'zip'.*known: .*float16"):
+        get_codec("zip")
+    with pytest.raises(ValueError):
+        get_codec(["float32"])
+    with pytest.raises(ValueError, match="already registered"):
+        register_codec(get_codec("uniform"))
+    with pytest.raises(ValueError, match="already registered"):
+        register_method("sh", METHODS["sh"])
+    with pytest.raises(PlenopackError, match="unknown array codec"):
+        encode_array(np.zeros((3, 1), np.float32), {"codec": "zip"})
+    with pytest.raises(PlenopackError, match="unknown density codec 'vq'"):
+        CodecConfig("sh", density="vq")  # vq is not a scalar codec
+    with pytest.raises(ValueError, match="unknown array"):
+        CodecConfig("sh").plan("colour")
+
+
+class Bfloat16Codec(ArrayCodec):
+    """A codec written for this test: the high 16 bits of each float32 (bfloat16, truncated)."""
+
+    name = "test-bfloat16"
+
+    def encode(self, values, spec, weights=None, state=None):
+        return (np.ascontiguousarray(values, np.float32).view("<u4") >> 16).astype("<u2").tobytes(), {}
+
+    def validate_params(self, params, rows, cols):
+        if params != {}:
+            raise ValueError("bfloat16 takes no parameters")
+
+    def raw_length(self, params, rows, cols):
+        return 2 * rows * cols
+
+    def decode_memory(self, params, rows, cols):
+        return 8 * rows * cols
+
+    def decode(self, raw, params, rows, cols):
+        high = np.frombuffer(raw, "<u2").astype(np.uint32) << 16
+        return high.view(np.float32).reshape(rows, cols)
+
+    def fixed_quantizer(self, values, spec, weights=None):
+        return lambda x: ((np.asarray(x, np.float32).view(np.uint32) >> 16) << 16).view(np.float32)
+
+
+def test_a_new_codec_and_method_need_only_their_own_registration(tmp_path, monkeypatch):
+    from plenopack.codecs import base
+    from plenopack.fileformat import read_plen, write_plen
+    from plenopack.grid import Grid
+
+    monkeypatch.setitem(base._CODECS, Bfloat16Codec.name, Bfloat16Codec())
+    monkeypatch.setitem(METHODS, "test-bf16", Method(lambda c: {"codec": "float32"},
+                                                     lambda c: {"codec": "test-bfloat16"},
+                                                     lambda c: {"codec": "test-bfloat16"}))
+    rng = np.random.default_rng(6)
+    coords = np.unique(rng.integers(0, 8, (100, 3)), axis=0)
+    grid = Grid.from_coords(8, coords, rng.normal(size=len(coords)).astype(np.float32),
+                            rng.normal(size=(len(coords), 12)).astype(np.float32), 1)
+    write_plen(tmp_path / "bf.plen", grid, {}, CodecConfig("test-bf16", entropy="zstd"))
+    back = read_plen(tmp_path / "bf.plen").grid
+    rows = back.links[tuple(grid.occupied_coords().T)]
+    assert np.array_equal(back.density[rows], grid.density)
+    truncated = ((grid.sh.view(np.uint32) >> 16) << 16).view(np.float32)
+    assert np.array_equal(back.sh[rows], truncated) and not np.array_equal(truncated, grid.sh)
+
+
+# ---------------------------------------------------------------- entropy coding with bounded memory
+
+def zstd_rle_frame(blocks: int, block_size: int, claimed: int | None) -> bytes:
+    """A zstd frame of RLE zero blocks, declaring ``claimed`` bytes of content (or none): a few bytes that
+    decode to (or claim) gigabytes."""
+    out = struct.pack("<I", 0xFD2FB528) + (bytes([0xC0, 0x50]) + struct.pack("<Q", claimed) if claimed is not None
+                                           else bytes([0x00, 0x50]))
+    block = ((1 << 1) | (block_size << 3)).to_bytes(3, "little") + b"\0"
+    last = (1 | (1 << 1) | (block_size << 3)).to_bytes(3, "little") + b"\0"
+    return out + block * (blocks - 1) + last
+
+
+def test_zstd_frames_claiming_or_holding_gigabytes_cost_nothing():
+    lying = zstd_rle_frame(1, 1000, claimed=1 << 40)  # says 1 TiB, holds 1000 bytes
+    holding = zstd_rle_frame(8192, 1 << 17, claimed=1 << 30)  # really 1 GiB of zeros, in 32 KiB
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError):
+            entropy.decompress_exact(lying, 100)
+        with pytest.raises(ValueError, match="more"):
+            entropy.decompress_exact(holding, 5000)
+        with pytest.raises(ValueError, match="more than"):
+            for _ in entropy.iter_decompressed(holding, 1 << 20, 1 << 15):
+                pass
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
+    assert entropy.decompress_exact(zstd_rle_frame(3, 100, 300), 300) == bytes(300)
+    with pytest.raises(ValueError, match="ends after 300"):
+        list(entropy.iter_decompressed(zstd_rle_frame(3, 100, None), 301, 64))
+    with pytest.raises(ValueError, match="corrupt zstd"):
+        entropy.decompress_exact(b"not zstd at all", 10)

@@ -1,15 +1,23 @@
-"""The .plen file: round trips, determinism, and clear errors for every kind of damage."""
+"""The .plen file: round trips, determinism, clear errors for every kind of damage and hostile header, the
+memory budget and the memory formula (measured)."""
 
+import json
+import struct
 import subprocess
 import sys
+import tracemalloc
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from plenopack.codecs import CodecConfig
+from plenopack.codecs import CodecConfig, entropy
 from plenopack.errors import PlenopackError
-from plenopack.fileformat import read_plen, read_plen_header, write_plen
+from plenopack.fileformat import (PREFIX, _decode_positions, memory_required, read_plen, read_plen_header,
+                                  resolve_memory_budget, write_plen)
 from plenopack.grid import Grid, SphereBackground
+from plenopack.packed import PackedScene
 from plenopack.render import render_view
 
 
@@ -125,3 +133,212 @@ def test_write_is_atomic(tmp_path, tiny_fit, monkeypatch):
         write_plen(path, tiny_fit.grid, {"changed": True})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["atomic.plen"]
+
+
+# ---------------------------------------------------------------- hostile headers (known crashes and their kin)
+
+FIXTURES = Path(__file__).resolve().parent / "data" / "plen_v1"
+
+
+def resealed(tmp_path, edit, base="sh8_zstd.plen") -> Path:
+    """A copy of a fixture with ``edit(header, payload) -> (header or header bytes, payload)`` applied and the
+    header's CRC made right again, so the edit reaches the validation."""
+    data = (FIXTURES / base).read_bytes()
+    head_len = PREFIX.unpack_from(data)[3]
+    header, payload = edit(json.loads(data[PREFIX.size:PREFIX.size + head_len]), data[PREFIX.size + head_len:])
+    head = header if isinstance(header, bytes) else json.dumps(header).encode()
+    path = tmp_path / "edited.plen"
+    path.write_bytes(PREFIX.pack(b"PLENPACK", 1, 0, len(head), zlib.crc32(head)) + head + payload)
+    return path
+
+
+def setting(*path_and_value):
+    """An edit that sets header[path...] = value."""
+    *path, value = path_and_value
+
+    def edit(header, payload):
+        node = header
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        return header, payload
+    return edit
+
+
+def array_named(header, name):
+    return next(a for a in header["arrays"] if a["name"] == name)
+
+
+def with_array(which, **fields):
+    def edit(header, payload):
+        array_named(header, which).update(fields)
+        return header, payload
+    return edit
+
+
+def repeated_density(header, payload):
+    header["arrays"].append(dict(array_named(header, "density")))
+    return header, payload
+
+
+def stream_replaced(name, stream):
+    """An edit that points array ``name`` at new bytes (appended), with the right length and CRC."""
+    def edit(header, payload):
+        array_named(header, name).update(offset=len(payload), length=len(stream), crc32=zlib.crc32(stream))
+        return header, payload + stream
+    return edit
+
+
+HOSTILE = {
+    "params as a list": (with_array("sh", params=[8, [0.0], [1.0]]), "parameters must be an object"),
+    "metadata not an object": (setting("metadata", [1, 2]), "metadata must be an object"),
+    "metadata.scene not an object": (setting("metadata", "scene", "lego"), "metadata.scene must be an object"),
+    "world_to_unit not 4x4": (setting("metadata", "scene", "world_to_unit", [[1, 0], [0, 1]]), "world_to_unit"),
+    "eval_background of strings": (setting("metadata", "eval_background", ["white"] * 3), "eval_background"),
+    "array names repeated": (repeated_density, "unknown or repeated"),
+    "unknown array name": (with_array("sh", name="colour"), "unknown or repeated"),
+    "negative voxel count": (setting("num_voxels", -1), "voxel count"),
+    "voxel count above R^3": (setting("num_voxels", 12 ** 3 + 1), "voxel count"),
+    "voxel count a bool": (setting("num_voxels", True), "voxel count"),
+    "voxel count a float": (setting("num_voxels", 300.0), "voxel count"),
+    "resolution too large": (setting("resolution", 8192), "resolution"),
+    "SH degree 4": (setting("sh_degree", 4), "SH degree"),
+    "format missing": (setting("format", None), "format"),
+    "background shape of 3": (setting("background", "shape", [2, 4, 8]), "background shape"),
+    "background shape zero": (setting("background", "shape", [0, 4, 8, 4]), "background layers"),
+    "background shape strings": (setting("background", "shape", ["2", 4, 8, 4]), "background layers"),
+    "background radii short": (setting("background", "radii", [3.0]), "background radii"),
+    "background turntable bent": (setting("background", "turntable", [[0, 0, 2], [0, 0, 0]]), "unit vector"),
+    "background description missing": (setting("background", None), "background"),
+    "unknown codec": (with_array("sh", codec="lzma"), "unknown array codec 'lzma'"),
+    "unknown entropy coder": (with_array("sh", entropy="lz4"), "unknown entropy coder 'lz4'"),
+    "positions codec swapped": (with_array("positions", codec="uniform"), "positions codec"),
+    "raw_length lies": (with_array("sh", raw_length=10 ** 12), "raw_length"),
+    "uniform lo too short": (lambda h, p: (array_named(h, "sh")["params"].update(lo=[0.0]) or h, p), "uniform lo"),
+    "bits as a string": (lambda h, p: (array_named(h, "sh")["params"].update(bits="8") or h, p), "uniform bits"),
+    "offset negative": (with_array("sh", offset=-5), "offset of sh"),
+    "crc32 too large": (with_array("sh", crc32=2 ** 40), "crc32 of sh"),
+    "arrays not a list": (setting("arrays", {"sh": 1}), "arrays must be a list"),
+    "codec not an object": (setting("codec", "sh/8"), "codec must be an object"),
+    "header a list": (lambda h, p: ([h], p), "header must be an object"),
+    "NaN in the header": (lambda h, p: (json.dumps(h).replace('"num_voxels": 300', '"num_voxels": NaN').encode(), p),
+                          "not valid JSON"),
+    "repeated key": (lambda h, p: (json.dumps(h)[:-1].encode() + b', "resolution": 12}', p), "not valid JSON"),
+    "deep nesting": (lambda h, p: (b"[" * 50000 + b"]" * 50000, p), "not valid JSON"),
+    "not UTF-8": (lambda h, p: (b'{"format": "\xff"}', p), "not valid JSON"),
+    "a 10,000-digit number": (lambda h, p: (b'{"resolution": 1' + b"0" * 10000 + b"}", p), "not valid JSON"),
+    "uncompressed stream too short": (lambda h, p: (array_named(h, "density").update(entropy=None) or h, p),
+                                      "density' has"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_header_gives_one_clear_error(tmp_path, case):
+    edit, message = HOSTILE[case]
+    path = resealed(tmp_path, edit)
+    for read in (read_plen_header, read_plen, PackedScene):
+        with pytest.raises(PlenopackError, match=message) as info:
+            read(path)
+        assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+
+
+def zstd_rle_frame(blocks: int, block_size: int, claimed: int | None, fill: int = 0) -> bytes:
+    out = struct.pack("<I", 0xFD2FB528) + (bytes([0xC0, 0x50]) + struct.pack("<Q", claimed) if claimed is not None
+                                           else bytes([0x00, 0x50]))
+    block = ((1 << 1) | (block_size << 3)).to_bytes(3, "little") + bytes([fill])
+    last = (1 | (1 << 1) | (block_size << 3)).to_bytes(3, "little") + bytes([fill])
+    return out + block * (blocks - 1) + last
+
+
+def test_huge_grid_in_a_tiny_file_is_refused_before_allocation(tmp_path):
+    """The known crash: a 2048^3 positions stream that is a small zstd frame made read_plen allocate 8 GiB."""
+    bomb = zstd_rle_frame(1, 1000, claimed=2048 ** 3 // 8)
+    path = resealed(tmp_path, lambda h, p: stream_replaced("positions", bomb)(setting("resolution", 2048)(h, p)[0], p))
+    assert path.stat().st_size < 30_000
+    assert read_plen_header(path)["resolution"] == 2048  # the header alone is fine (plenopack info works)
+    tracemalloc.start()
+    try:
+        for read in (read_plen, PackedScene):
+            with pytest.raises(PlenopackError, match=r"needs 32\.\d+ GiB .* over the memory budget of 4\.00 GiB"):
+                read(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def test_occupancy_is_decoded_piecewise_never_as_r3_bits():
+    """A 1024^3 bitfield (128 MiB of bits) decodes with a working set of a few MiB; lies are caught."""
+    r = 1024
+    stream = zstd_rle_frame(r ** 3 // 8 // (1 << 17), 1 << 17, claimed=r ** 3 // 8)  # really 128 MiB of zeros
+    tracemalloc.start()
+    try:
+        assert _decode_positions(stream, r, 0).size == 0
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
+    with pytest.raises(ValueError, match="holds 0 voxels, header says 5"):
+        _decode_positions(stream, r, 5)
+    full = zstd_rle_frame(1, 1 << 10, claimed=1 << 10, fill=0xFF)  # 8192 set bits for a 20^3 grid
+    with pytest.raises(ValueError, match="more than"):
+        _decode_positions(full, 20, 100)
+    with pytest.raises(ValueError, match="zstd"):
+        _decode_positions(zstd_rle_frame(1, 1000, claimed=1 << 40), r, 0)
+
+
+# ---------------------------------------------------------------- the memory budget
+
+def test_memory_budget_from_parameter_and_environment(tmp_path, monkeypatch):
+    path = FIXTURES / "float32.plen"
+    need = memory_required(read_plen_header(path))
+    assert read_plen(path, memory_budget=need).grid.num_voxels == 300
+    with pytest.raises(PlenopackError, match="over the memory budget"):
+        read_plen(path, memory_budget=need - 1)
+    with pytest.raises(PlenopackError, match="over the memory budget of 100.0 MiB"):
+        PackedScene(path, memory_budget="100M")
+    monkeypatch.setenv("PLENOPACK_MEMORY_BUDGET", "100MiB")
+    with pytest.raises(PlenopackError, match="PLENOPACK_MEMORY_BUDGET"):
+        read_plen(path)
+    assert read_plen(path, memory_budget="1G").grid.num_voxels == 300  # the parameter wins
+    monkeypatch.setenv("PLENOPACK_MEMORY_BUDGET", "lots")
+    with pytest.raises(PlenopackError, match="PLENOPACK_MEMORY_BUDGET must be a positive size"):
+        read_plen(path)
+    monkeypatch.setenv("PLENOPACK_MEMORY_BUDGET", "1.5g")
+    assert resolve_memory_budget() == 3 << 29
+    monkeypatch.delenv("PLENOPACK_MEMORY_BUDGET")
+    assert resolve_memory_budget() == 4 << 30
+    for bad in (0, -5, "5 parsecs", True, 1.5e9):
+        with pytest.raises(PlenopackError, match="memory_budget"):
+            resolve_memory_budget(bad)
+
+
+@pytest.mark.parametrize("codec", [CodecConfig(), CodecConfig("sh", 8, "zstd"), CodecConfig("sh+d", 16),
+                                   CodecConfig("kmeans", 4, "zstd"), CodecConfig("vq", codebook=16, keep_exact=0.2)],
+                         ids=lambda c: c.label())
+def test_memory_required_bounds_what_reading_allocates(tmp_path, codec):
+    """Measured with tracemalloc (numpy reports its buffers to it); the zstd decoder's own allocations are not
+    traced, so they are taken out of the bound."""
+    rng = np.random.default_rng(7)
+    reso, n = 64, 15000
+    flat = np.sort(rng.choice(reso ** 3, n, replace=False))
+    grid = Grid.from_coords(reso, np.stack(np.unravel_index(flat, (reso,) * 3), -1),
+                            rng.normal(size=n).astype(np.float32), rng.normal(size=(n, 27)).astype(np.float32), 2,
+                            SphereBackground(rng.normal(size=(2, 32, 64, 4)).astype(np.float32),
+                                             np.array([2.0, 4.0], np.float32)))
+    write_plen(tmp_path / "m.plen", grid, {}, codec)
+    need = memory_required(read_plen_header(tmp_path / "m.plen"))
+    tracemalloc.start()
+    try:
+        read_plen(tmp_path / "m.plen")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert 4 * reso ** 3 + 4 * 28 * n < peak <= need - entropy.DECODER_MEMORY
+
+
+def test_writer_refuses_metadata_the_reader_would_refuse(tmp_path):
+    grid = Grid.dense(4, 0)
+    with pytest.raises(PlenopackError, match="cannot write an invalid scene file: metadata.scene.world_to_unit"):
+        write_plen(tmp_path / "w.plen", grid, {"scene": {"world_to_unit": np.eye(3)}})
+    assert list(tmp_path.iterdir()) == []

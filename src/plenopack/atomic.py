@@ -1,21 +1,42 @@
-"""Atomic outputs: a file is either absent, its old version, or complete, never half-written.
+"""Atomic file output: a reader sees the old file or the complete new one, never a half-written file.
 
-`atomic_output(path)` yields a temporary path in the same folder; when the block finishes, the file is
-fsynced, renamed over ``path`` and the folder fsynced (so the rename survives a crash); when the block
-raises, the temporary file is removed and ``path`` is untouched.
+Everything is written to a temporary name in the destination folder (``.<name>.tmp-<pid>-<random><suffix>``,
+keeping the suffix for writers that pick a format by it), flushed to disk (fsync), renamed over the destination
+(`os.replace`, atomic on POSIX and Windows), and the folder is fsynced so the rename itself survives a crash.
+On any failure, an exception inside the caller's writer included, the temporary file is removed and the
+destination is left as it was.
+
+- `atomic_write(path, mode)`: a context manager yielding an open file.
+- `atomic_write_bytes(path, data)`, `atomic_write_text(path, text)`: whole contents at once.
+- `atomic_path(path)`: a context manager yielding the temporary path, for libraries that write by file name
+  (pyarrow, matplotlib, imageio, plyfile, numpy).
+
+A missing destination folder raises `PlenopackError` naming the path; other I/O failures raise
+`PlenopackError` with the system's reason.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import IO
 
 from plenopack.errors import PlenopackError
 
 
-def _fsync_dir(folder: Path) -> None:
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Persist a rename in ``folder``; a no-op where folders cannot be opened (Windows) or synced."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -29,37 +50,46 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
-    """A temporary path to write ``path``'s new content to (see the module docstring). The temporary name
-    keeps the suffix, so writers that pick a format from it (imageio, matplotlib, pyarrow) still work."""
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; when the block ends without an exception, the file written
+    there (it must exist) is synced and moved to ``path``. On an exception it is removed."""
     path = Path(path)
-    if not path.parent.is_dir():
-        raise PlenopackError("output folder does not exist", path.parent)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise PlenopackError(f"cannot write: folder {str(folder)!r} does not exist", path)
+    tmp = folder / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}{path.suffix}"
+    done = False
     try:
         yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        _fsync_file(tmp)
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        done = True
+    except OSError as exc:
+        raise PlenopackError(f"cannot write ({exc.strerror or exc})", path) from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        if not done:
+            tmp.unlink(missing_ok=True)
+    _fsync_folder(folder)
 
 
-def atomic_write_with(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)``, then move the finished file into place atomically."""
-    with atomic_output(path) as tmp:
-        write(tmp)
+@contextmanager
+def atomic_write(path: str | Path, mode: str = "wb", **open_kwargs) -> Iterator[IO]:
+    """Yield a file open for writing (``mode`` "wb" or "w"; ``open_kwargs`` go to `open`, e.g. encoding) whose
+    contents replace ``path`` atomically when the block ends without an exception."""
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_write mode must be 'wb' or 'w', got {mode!r}")
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **open_kwargs) as fh:
+            yield fh
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> int:
-    """Write ``data`` atomically; returns its length."""
-    with atomic_output(path) as tmp:
-        tmp.write_bytes(data)
-    return len(data)
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically."""
+    with atomic_write(path, "wb") as fh:
+        fh.write(data)
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write UTF-8 ``text`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
+    """Replace ``path`` with ``text`` atomically."""
+    with atomic_write(path, "w", encoding=encoding) as fh:
+        fh.write(text)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from plenopack import kernels
-from plenopack.codecs import CodecConfig, encode_array, kmeans, vq
+from plenopack.codecs import CodecConfig, get_codec, vq
 from plenopack.errors import PlenopackError
 from plenopack.fit import FitConfig, Trainer, TrainingRays, max_weights_over_rays
 from plenopack.grid import Grid
@@ -41,33 +41,7 @@ def ray_importance(grid: Grid, scene, fit_config: FitConfig | None = None) -> np
 
 def _fixed_quantizer(values: np.ndarray, spec: dict, weights: np.ndarray | None):
     """A function x -> Q(x) with the parameters the codec picks for ``values`` (kept fixed while tuning)."""
-    codec = spec["codec"]
-    if codec == "float32":
-        return lambda x: x
-    if codec == "float16":
-        return lambda x: x.astype(np.float16).astype(np.float32)
-    _, desc = encode_array(values, {k: v for k, v in spec.items() if k not in ("entropy", "level")}, weights)
-    p = desc["params"]
-    if codec == "uniform":
-        lo, scale = np.asarray(p["lo"], np.float32), np.asarray(p["scale"], np.float32)
-        levels = (1 << p["bits"]) - 1
-        safe = np.where(scale > 0, scale, 1.0)
-        clip = p.get("clip")
-
-        def q(x):
-            x = np.clip(x, clip[0], clip[1]) if clip else x
-            return (np.clip(np.rint((x - lo) / safe), 0, levels) * scale + lo).astype(np.float32)
-        return q
-    if codec == "kmeans":
-        books = np.asarray(p["codebook"], np.float32)
-
-        def q(x):
-            out = np.empty_like(x)
-            for j in range(x.shape[1]):
-                out[:, j] = books[j][kmeans.assign(x[:, j], books[j])]
-            return out
-        return q
-    raise PlenopackError(f"no fixed quantiser for codec {codec!r}")
+    return get_codec(spec["codec"]).fixed_quantizer(values, spec, weights)
 
 
 class FixedQuantizer:

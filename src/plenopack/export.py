@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from plenopack.atomic import atomic_path, atomic_write
 from plenopack.packed import PackedScene
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_ply(scene: PackedScene, path: str | Path, threshold: float = 20.0, frame: str = "unit") -> int:
@@ -32,7 +22,8 @@ def write_ply(scene: PackedScene, path: str | Path, threshold: float = 20.0, fra
     vertex["x"], vertex["y"], vertex["z"] = pts.T
     vertex["red"], vertex["green"], vertex["blue"] = (np.rint(rgb * 255).astype(np.uint8)).T
     vertex["density"] = dens
-    _atomic(Path(path), lambda tmp: PlyData([PlyElement.describe(vertex, "vertex")], text=False).write(str(tmp)))
+    with atomic_path(path) as tmp:
+        PlyData([PlyElement.describe(vertex, "vertex")], text=False).write(str(tmp))
     return len(pts)
 
 
@@ -41,10 +32,8 @@ def write_npz(scene: PackedScene, path: str | Path, resolution: int | None = Non
     v = scene.voxels("sh+density", resolution)
     g = scene.grid
 
-    def write(tmp):
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, coords=v.coords, density=v.features[:, -1], sh=v.features[:, :-1],
-                                resolution=np.int32(v.resolution), sh_degree=np.int32(g.sh_degree),
-                                world_to_unit=scene.world_to_unit)
-    _atomic(Path(path), write)
+    with atomic_write(path, "wb") as fh:
+        np.savez_compressed(fh, coords=v.coords, density=v.features[:, -1], sh=v.features[:, :-1],
+                            resolution=np.int32(v.resolution), sh_degree=np.int32(g.sh_degree),
+                            world_to_unit=scene.world_to_unit)
     return len(v.coords)

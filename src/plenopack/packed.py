@@ -1,6 +1,8 @@
 """Opening a scene file for use: `plenopack.open(path)` -> `PackedScene`.
 
-A PackedScene reads the header at once and decodes the arrays on first use (then keeps the decoded grid).
+A PackedScene reads and validates the header at once, refuses a file whose decoding would need more memory
+than its budget (``memory_budget``: bytes or "8G"; default PLENOPACK_MEMORY_BUDGET or 4 GiB; see
+docs/format.md, "Memory"), and decodes the arrays on first use (then keeps the decoded grid).
 Coordinates: renders take cameras in the unit-cube frame (OpenCV camera-to-world); ``frame="world"`` maps
 exported points back to the capture's world frame with the stored ``world_to_unit`` similarity.
 Colours from SH are evaluated at a view direction (default: the DC term only, i.e. view-independent).
@@ -15,7 +17,7 @@ import numpy as np
 
 from plenopack.cameras import orbit_poses
 from plenopack.errors import PlenopackError
-from plenopack.fileformat import read_plen, read_plen_header
+from plenopack.fileformat import check_memory, read_plen, read_plen_header, resolve_memory_budget
 from plenopack.grid import Grid
 from plenopack.kernels.device import SH_C0, sh_basis
 from plenopack.render import occupancy_for, orbit_intrinsics, render_view
@@ -39,16 +41,18 @@ class Voxels:
 class PackedScene:
     """A lazily decoded `.plen` scene (see the module docstring)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, memory_budget: int | str | None = None):
         self.path = Path(path)
-        self.header = read_plen_header(self.path)
+        self.memory_budget = resolve_memory_budget(memory_budget)
+        self.header = read_plen_header(self.path, self.memory_budget)
+        check_memory(self.header, self.memory_budget, self.path)
         self._grid: Grid | None = None
         self._occupancy = None
 
     # ---------------------------------------------------------------- facts
     @property
     def metadata(self) -> dict:
-        return self.header.get("metadata", {})
+        return self.header["metadata"]
 
     @property
     def resolution(self) -> int:
@@ -73,7 +77,7 @@ class PackedScene:
     @property
     def grid(self) -> Grid:
         if self._grid is None:
-            self._grid = read_plen(self.path).grid
+            self._grid = read_plen(self.path, self.memory_budget).grid
         return self._grid
 
     # ---------------------------------------------------------------- rendering

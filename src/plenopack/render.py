@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from plenopack.atomic import atomic_path
 from plenopack.cameras import orbit_poses, pixel_rays
 from plenopack.errors import PlenopackError
 from plenopack.grid import Grid
@@ -84,20 +84,6 @@ def render_orbit(grid: Grid, n: int, radius: float = 3.0, elevation: float = 25.
     return frames
 
 
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call write(tmp_path), then move the finished file into place (never a half-written output)."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_animation(frames: list[np.ndarray], path: str | Path, fps: int = 20) -> None:
     """Write frames as a looping GIF, or an MP4 when the suffix is .mp4 (needs imageio-ffmpeg)."""
     import imageio.v3 as iio
@@ -110,8 +96,8 @@ def write_animation(frames: list[np.ndarray], path: str | Path, fps: int = 20) -
             import imageio_ffmpeg  # noqa: F401
         except ImportError:
             raise PlenopackError("writing .mp4 needs the imageio-ffmpeg package (pip install imageio-ffmpeg)", path) from None
-        atomic_write_bytes(path, lambda tmp: iio.imwrite(tmp, np.stack(frames), fps=fps, codec="libx264",
-                                                         extension=".mp4"))
+        with atomic_path(path) as tmp:
+            iio.imwrite(tmp, np.stack(frames), fps=fps, codec="libx264", extension=".mp4")
         return
-    atomic_write_bytes(path, lambda tmp: iio.imwrite(tmp, np.stack(frames), duration=1000 / fps, loop=0,
-                                                     extension=".gif"))
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, np.stack(frames), duration=1000 / fps, loop=0, extension=".gif")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plenopack.atomic import atomic_write_text, atomic_write_with
+from plenopack.atomic import atomic_path, atomic_write_text
 from plenopack.codecs import CodecConfig
 from plenopack.errors import PlenopackError
 from plenopack.progress import ProgressCallback, report
@@ -167,7 +167,8 @@ class Sweep:
         if not imp_path.exists():
             f = read_plen(fit_path)
             importance = ray_importance(f.grid, scene, recorded_fit_config(f.metadata))
-            atomic_write_with(imp_path, lambda tmp: np.save(tmp, importance))
+            with atomic_path(imp_path) as tmp:
+                np.save(tmp, importance)
         return fit_path, np.load(imp_path)
 
     def run_row(self, path: Path, spec: RowSpec, key: str) -> dict:
@@ -283,7 +284,8 @@ def write_report(results: list[dict], out_dir: Path, title: str = "Memory-qualit
                                                    ("voxels", pa.int64()), ("lpips_net", pa.string()),
                                                    ("error", pa.string())]))
     parquet = out_dir / "results.parquet"
-    atomic_write_with(parquet, lambda tmp: pq.write_table(table, tmp))
+    with atomic_path(parquet) as tmp:
+        pq.write_table(table, tmp)
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
     points, labels = [], []
@@ -307,7 +309,8 @@ def write_report(results: list[dict], out_dir: Path, title: str = "Memory-qualit
     ax.legend(fontsize=8)
     fig.tight_layout()
     png = out_dir / "tradeoff.png"
-    atomic_write_with(png, lambda tmp: fig.savefig(tmp, dpi=130))
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=130)
     plt.close(fig)
     return {"report": report_path, "parquet": parquet, "plot": png, "json": out_dir / "results.json"}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from plenopack.atomic import atomic_write_with
+from plenopack.atomic import atomic_path
 
 MANIFEST_SCHEMA = pa.schema([
     ("id", pa.string()), ("category", pa.string()), ("source", pa.string()), ("path", pa.string()),
@@ -20,11 +20,12 @@ MANIFEST_SCHEMA = pa.schema([
 
 
 def write_manifest(path: str | Path, rows: list[dict]) -> None:
-    """Write all rows (sorted by id) to a temporary file, fsync, rename."""
+    """Write all rows (sorted by id), atomically (`plenopack.atomic`)."""
     path = Path(path)
     table = pa.Table.from_pylist([{f.name: r.get(f.name) for f in MANIFEST_SCHEMA} for r in sorted(rows, key=lambda r: r["id"])],
                                  schema=MANIFEST_SCHEMA)
-    atomic_write_with(path, lambda tmp: pq.write_table(table, tmp))
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def read_manifest(path: str | Path) -> list[dict]:

@@ -1,8 +1,10 @@
-"""Per-channel non-uniform scalar quantisation: weighted 1-D k-means (Lloyd) with 2^B levels per channel.
+"""Per-channel non-uniform scalar quantisation: weighted 1-D k-means (Lloyd) with 2^B levels per channel;
+registered as the ``kmeans`` codec.
 
 Levels start at weighted quantiles and move to the weighted mean of their cells; assignment is to the
 nearest level (midpoint search). Weights are per-row importances (e.g. how much each voxel contributes to
-renders), so precision goes where it is seen. Codebook: C x 2^B float32 in the header.
+renders), so precision goes where it is seen. Codebook: C x 2^B float32 in the header (``codebook``, with
+``bits``); stream: the codes channel-major, bit-packed (`bitpack`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from plenopack.codecs import bitpack
+from plenopack.codecs.base import ArrayCodec, register_codec, require_int, require_keys, require_numbers
 
 
 def _fit_channel(x: np.ndarray, w: np.ndarray, levels: int, iterations: int) -> np.ndarray:
@@ -55,7 +58,55 @@ def encode(values: np.ndarray, bits: int, weights: np.ndarray | None = None, ite
     return bitpack.pack(codes, bits), {"bits": bits, "codebook": codebook.tolist()}
 
 
-def decode(payload: bytes, params: dict, rows: int, cols: int) -> np.ndarray:
-    codebook = np.asarray(params["codebook"], np.float32)
+def decode(payload: bytes | memoryview, params: dict, rows: int, cols: int) -> np.ndarray:
+    codebook = np.asarray(params["codebook"], np.float32).reshape(cols, -1)
     codes = bitpack.unpack(payload, rows * cols, params["bits"]).reshape(cols, rows)
-    return np.ascontiguousarray(np.take_along_axis(codebook, codes.astype(np.int64), axis=1).T)
+    out = np.empty((rows, cols), np.float32)
+    for j in range(cols):
+        np.take(codebook[j], codes[j], out=out[:, j], mode="clip")  # codes < 2^bits = row length
+    return out
+
+
+def quantize_with(x: np.ndarray, codebook: np.ndarray) -> np.ndarray:
+    """Every value of ``x`` (N, C) replaced by the nearest level of its channel (``codebook`` (C, 2^B))."""
+    out = np.empty(x.shape, np.float32)
+    for j in range(x.shape[1]):
+        out[:, j] = codebook[j][assign(x[:, j], codebook[j])]
+    return out
+
+
+class KMeansCodec(ArrayCodec):
+    """Spec: ``bits`` (1..16)."""
+
+    name = "kmeans"
+
+    def encode(self, values, spec, weights=None, state=None):
+        return encode(np.ascontiguousarray(values, dtype=np.float32), spec["bits"], weights)
+
+    def validate_params(self, params, rows, cols):
+        require_keys(params, "bits", "codebook")
+        bits = require_int(params["bits"], "k-means bits", 1, 16)
+        book = params["codebook"]
+        if not isinstance(book, list) or len(book) != cols:
+            raise ValueError(f"k-means codebook must hold one list of levels per channel ({cols})")
+        for levels in book:
+            require_numbers(levels, "k-means codebook row", 1 << bits)
+
+    def raw_length(self, params, rows, cols):
+        return bitpack.packed_size(rows * cols, params["bits"])
+
+    def decode_memory(self, params, rows, cols):
+        # the codes, the result, the float32 codebook and one channel's codes as indices (intp)
+        return (bitpack.unpack_memory(rows * cols, params["bits"]) + 4 * rows * cols + 4 * cols * (1 << params["bits"])
+                + 8 * rows)
+
+    def decode(self, raw, params, rows, cols):
+        return decode(raw, params, rows, cols)
+
+    def fixed_quantizer(self, values, spec, weights=None):
+        _, params = self.encode(values, spec, weights)
+        codebook = np.asarray(params["codebook"], np.float32)
+        return lambda x: quantize_with(np.asarray(x, np.float32), codebook)
+
+
+register_codec(KMeansCodec())

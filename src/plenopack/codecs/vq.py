@@ -1,8 +1,11 @@
-"""Vector quantisation of whole SH vectors with an importance-weighted k-means codebook (as VQRF).
+"""Vector quantisation of whole SH vectors with an importance-weighted k-means codebook (as VQRF); registered
+as the ``vq`` codec.
 
 The ``keep_exact`` fraction of most important rows is stored exactly (float16) and the rest as indices into
 a K-entry codebook (float16), packed with ceil(log2 K) bits. The codebook is trained on an importance-
 weighted sample of rows (k-means++-style seeding by importance, Lloyd iterations with BLAS distances).
+Stream: codebook K x C ``<f2``, indices bit-packed with ``index_bits``, the exact rows' numbers ``<u4``
+(ascending), their values ``<f2``. Parameters: ``codebook_size`` K, ``index_bits``, ``exact_rows`` (a count).
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ import math
 import numpy as np
 
 from plenopack.codecs import bitpack
+from plenopack.codecs.base import ArrayCodec, register_codec, require_int, require_keys
 
 TRAIN_SAMPLE = 65536
+MAX_CODEBOOK = 65536
 
 
 def _nearest(x: np.ndarray, codebook: np.ndarray, chunk: int = 32768) -> np.ndarray:
@@ -81,19 +86,70 @@ def encode(values: np.ndarray, codebook_size: int, weights: np.ndarray | None = 
     return payload, {"codebook_size": k, "index_bits": bits, "exact_rows": n_exact}
 
 
-def decode(payload: bytes, params: dict, rows: int, cols: int) -> np.ndarray:
+def _sizes(params: dict, rows: int, cols: int) -> list[int]:
+    """Byte sizes of the four parts of the stream: codebook, indices, exact row numbers, exact values."""
     k, bits, n_exact = params["codebook_size"], params["index_bits"], params["exact_rows"]
-    sizes = [k * cols * 2, bitpack.packed_size(rows, bits), n_exact * 4, n_exact * cols * 2]
+    return [k * cols * 2, bitpack.packed_size(rows, bits), n_exact * 4, n_exact * cols * 2]
+
+
+def decode(payload: bytes | memoryview, params: dict, rows: int, cols: int) -> np.ndarray:
+    k, bits, n_exact = params["codebook_size"], params["index_bits"], params["exact_rows"]
+    sizes = _sizes(params, rows, cols)
     if sum(sizes) != len(payload) or n_exact > rows or k < 1:
         raise ValueError("vq payload size does not match its parameters")
     o = np.cumsum([0] + sizes)
     codebook = np.frombuffer(payload[o[0]:o[1]], "<f2").reshape(k, cols).astype(np.float32)
-    idx = bitpack.unpack(payload[o[1]:o[2]], rows, bits).astype(np.int64)
-    if idx.size and idx.max() >= k:
+    idx = bitpack.unpack(payload[o[1]:o[2]], rows, bits)
+    if idx.size and int(idx.max()) >= k:
         raise ValueError("vq index outside the codebook")
-    out = codebook[idx]
-    exact_rows = np.frombuffer(payload[o[2]:o[3]], "<u4").astype(np.int64)
-    if exact_rows.size and exact_rows.max() >= rows:
+    out = np.take(codebook, idx, axis=0)
+    del idx
+    exact_rows = np.frombuffer(payload[o[2]:o[3]], "<u4")
+    if exact_rows.size and int(exact_rows.max()) >= rows:
         raise ValueError("vq exact row outside the array")
     out[exact_rows] = np.frombuffer(payload[o[3]:o[4]], "<f2").reshape(n_exact, cols)
     return out
+
+
+class VQCodec(ArrayCodec):
+    """Spec: ``codebook`` (entries, 2..65536) and ``keep_exact`` (fraction of rows stored exactly)."""
+
+    name = "vq"
+    scalar = False
+
+    def encode(self, values, spec, weights=None, state=None):
+        return encode(values, spec["codebook"], weights, spec.get("keep_exact", 0.0), state=state)
+
+    def validate_params(self, params, rows, cols):
+        require_keys(params, "codebook_size", "index_bits", "exact_rows")
+        k = require_int(params["codebook_size"], "vq codebook size", 1, MAX_CODEBOOK)
+        bits = require_int(params["index_bits"], "vq index bits", 1, 16)
+        if (1 << bits) < k:
+            raise ValueError(f"vq index bits {bits} cannot address {k} codebook entries")
+        require_int(params["exact_rows"], "vq exact row count", 0, rows)
+
+    def raw_length(self, params, rows, cols):
+        return sum(_sizes(params, rows, cols))
+
+    def decode_memory(self, params, rows, cols):
+        # float32 codebook, the indices (unpacked, then as intp), the result, the exact rows (as intp) and their
+        # values converted
+        return (4 * params["codebook_size"] * cols + bitpack.unpack_memory(rows, params["index_bits"]) + 8 * rows
+                + 4 * rows * cols + params["exact_rows"] * (8 + 4 * cols))
+
+    def decode(self, raw, params, rows, cols):
+        return decode(raw, params, rows, cols)
+
+    def fixed_quantizer(self, values, spec, weights=None):
+        codebook, _, exact_rows = quantize(values, spec["codebook"], weights, spec.get("keep_exact", 0.0))
+        codebook = codebook.astype(np.float32)
+
+        def quantize_fixed(x: np.ndarray) -> np.ndarray:
+            x = np.asarray(x, np.float32)
+            out = codebook[_nearest(x, codebook)]
+            out[exact_rows] = x[exact_rows].astype(np.float16)
+            return out
+        return quantize_fixed
+
+
+register_codec(VQCodec())

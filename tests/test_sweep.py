@@ -79,3 +79,24 @@ def test_resume_skips_finished_rows(tiny_sweep, data_dir):
     assert rows2[:len(partial)] == partial
     for name, mtime in cache_files.items():  # nothing refitted or re-encoded
         assert (out / "cache" / name).stat().st_mtime == mtime
+
+
+def test_rows_are_keyed_by_the_full_configuration(tmp_path, data_dir):
+    """A changed preset, override, image size, loader option, fine-tune or LPIPS backbone makes a new key, so
+    the row is run again instead of silently reusing an old one."""
+    from plenopack.sweep import Sweep
+
+    lego = data_dir / "scenes" / "lego"
+
+    def key(experiment="quantization", index=-1, finetune=300, lpips=None, **kw):
+        sweep = Sweep([lego], tmp_path, **{"preset": "tiny", "lpips_net": "squeeze", "max_side": 40, **kw})
+        if lpips:
+            sweep.lpips_net = lpips  # the backbone actually used (vgg where its weights exist)
+        spec = row_specs(experiment, sweep.base.reso, 1.0, finetune)[index]
+        return sweep.row_key(lego, spec)
+
+    base = key()
+    changed = [key(preset="fast"), key(fit_overrides={"seed": 1}), key(max_side=48),
+               key(scene_options={"test_every": 4}), key(finetune=100), key(lpips="vgg"), key(index=-2)]
+    assert len({base, *changed}) == len(changed) + 1
+    assert key() == base

@@ -15,6 +15,7 @@ MANIFEST_SCHEMA = pa.schema([
     ("lpips", pa.float64()), ("psnr_masked", pa.float64()), ("fit_seconds", pa.float64()),
     ("config_hash", pa.string()), ("sha256", pa.string()), ("source_bytes", pa.int64()),
 ])
+QUALITY_METRICS = ("psnr", "psnr_masked")  # test-view PSNR columns that datasets filter and reports rank scenes by
 
 
 def write_manifest(path: str | Path, rows: list[dict]) -> None:

@@ -253,7 +253,7 @@ def write_animation(frames: Iterable[np.ndarray], path: str | Path, fps: int = 2
 class DepthWriter:
     """Depth of ``count`` frames, written as they come into a folder: ``depth.npy`` (count, H, W) float32,
     distance along each ray to the surface in the capture's world units (NaN where a ray meets no surface,
-    see `surface_distance`), written in place through a memory map; and ``depth_0000.png`` ... colour-mapped
+    see `surface_distance`), appended frame by frame after its header; and ``depth_0000.png`` ... colour-mapped
     (turbo, near dark blue, far red; black: no surface) over the distances from each camera to the unit
     cube's bounding sphere. ``world_scale``: s of the scene's world_to_unit (1 keeps unit-cube units)."""
 
@@ -263,23 +263,28 @@ class DepthWriter:
         self.index = 0
         self.path = self.folder / "depth.npy"
         self._tmp = temporary_name(self.path)
-        self._array = None
+        self._file = None
+        self._shape = None
 
     def __enter__(self) -> DepthWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
         return self
 
     def append(self, depth: np.ndarray, acc: np.ndarray, c2w: np.ndarray) -> None:
-        from numpy.lib.format import open_memmap
+        from numpy.lib import format as npy
         from PIL import Image
 
         if self.index >= self.count:
             raise PlenopackError(f"more than the {self.count} depth frames announced", self.path)
-        if self._array is None:
-            self._array = open_memmap(self._tmp, mode="w+", dtype=np.float32, shape=(self.count,) + depth.shape)
+        if self._file is None:
+            self._shape = depth.shape
+            self._file = open(self._tmp, "wb")
+            npy.write_array_header_1_0(self._file, {"descr": npy.dtype_to_descr(np.dtype("<f4")),
+                                                    "fortran_order": False, "shape": (self.count,) + depth.shape})
+        elif depth.shape != self._shape:
+            raise PlenopackError(f"depth frame {self.index} is {depth.shape}, the first was {self._shape}", self.path)
         distance = surface_distance(depth, acc)
-        self._array[self.index] = distance / self.scale
-        self._array.flush()
+        self._file.write((distance / self.scale).astype("<f4").tobytes())
         png = self.folder / f"depth_{self.index:04d}.png"
         atomic_write_bytes(png, lambda tmp: Image.fromarray(colour_depth(distance, *depth_range(c2w))).save(
             tmp, format="PNG"))
@@ -290,11 +295,10 @@ class DepthWriter:
             if exc_type is None:
                 if self.index != self.count:
                     raise PlenopackError(f"{self.index} depth frames written, {self.count} announced", self.path)
-                self._array.flush()
-                del self._array
-                self._array = None
+                self._file.close()
                 finish(self._tmp, self.path)
         finally:
-            self._array = None
+            if self._file is not None:
+                self._file.close()
             if self._tmp.exists():
                 self._tmp.unlink()

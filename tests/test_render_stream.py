@@ -44,7 +44,10 @@ def test_orbits_are_generators_and_writers_stream(tiny_fit, tmp_path):
     assert write_animation(iter(frames), tmp_path / "t.mp4", fps=10) == 4
     mp4 = iio.imread(tmp_path / "t.mp4")
     assert mp4.shape == (4, 24, 24, 3) and psnr(mp4[1] / 255, frames[1] / 255) > 25  # H.264
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.gif", "t.mp4"]  # no temporary files left
+    odd = [np.pad(f, ((0, 1), (0, 0), (0, 0)))[:, 1:] for f in frames]  # 25 x 23: H.264 needs even sizes
+    write_animation(iter(odd), tmp_path / "odd.mp4")
+    assert iio.imread(tmp_path / "odd.mp4").shape == (4, 26, 24, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.mp4", "t.gif", "t.mp4"]  # no temporary files left
 
 
 def test_writer_errors_leave_nothing_behind(tmp_path):

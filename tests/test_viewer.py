@@ -65,6 +65,46 @@ def test_scene_facts_read_the_manifest(dataset, tmp_path):
     assert scene_facts(plenopack.open(alone))["PSNR"].startswith("n/a")
 
 
+def test_viewer_toggles_and_background_model(tmp_path, tiny_fit):
+    """The panel's toggles pick what is rendered: the MSI background or the object alone; colour or depth."""
+    from types import SimpleNamespace
+
+    from viser.transforms import SO3
+
+    from plenopack.grid import Grid, SphereBackground
+
+    layers = np.zeros((1, 4, 8, 4), np.float32)
+    layers[..., :3], layers[..., 3] = -2.0, 5.0  # an opaque dark sphere behind the object
+    g = tiny_fit.grid
+    path = tmp_path / "msi.plen"
+    write_plen(path, Grid(g.links, g.density, g.sh, g.sh_degree, SphereBackground(layers, np.array([3.0], np.float32))),
+               {"eval_background": [1, 1, 1]})
+    c2w = look_at([0.0, -2.6, 1.0])
+    camera = SimpleNamespace(wxyz=SO3.from_matrix(c2w[:3, :3]).wxyz, position=c2w[:3, 3], fov=math.radians(45),
+                             image_width=40, image_height=30)
+    k = camera_intrinsics(camera.fov, 40, 30)
+    scene = plenopack.open(path)
+    with SceneViewer(path, port=free_port()) as viewer:
+        assert not viewer.background_toggle.disabled  # the scene has a background model
+        image, got_c2w, got_k, depth = viewer.render_for(camera, 1.0)
+        np.testing.assert_allclose(got_c2w, c2w, atol=1e-12)
+        np.testing.assert_array_equal(image, (scene.render(c2w, k, 30, 40).rgb * 255 + 0.5).astype(np.uint8))
+        on_white = (scene.render(c2w, k, 30, 40, background=False).rgb * 255 + 0.5).astype(np.uint8)
+        assert np.abs(image.astype(int) - on_white).max() > 100  # the dark MSI shows around the object
+        viewer.background_toggle.value = False
+        image, _, _, _ = viewer.render_for(camera, 0.5)
+        alone = scene.render(c2w, camera_intrinsics(camera.fov, 20, 15), 15, 20, background=False)
+        np.testing.assert_array_equal(image, (alone.rgb * 255 + 0.5).astype(np.uint8))
+        viewer.depth_toggle.value = True
+        image, _, _, depth = viewer.render_for(camera, 0.5)
+        assert depth and image.shape == (15, 20, 3)
+        np.testing.assert_array_equal(image, colour_depth(surface_distance(alone.depth, alone.acc), *depth_range(c2w)))
+    plain = tmp_path / "plain.plen"
+    write_plen(plain, g, {})
+    with SceneViewer(plain, port=free_port()) as viewer:
+        assert viewer.background_toggle.disabled  # nothing to switch off
+
+
 def test_view_reports_a_bad_file(tmp_path):
     bad = tmp_path / "bad.plen"
     bad.write_bytes(b"not a scene")

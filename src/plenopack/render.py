@@ -168,8 +168,9 @@ class AnimationWriter:
     ends in .mp4, an H.264 MP4 (needs imageio-ffmpeg). Use as a context manager: the file appears under its
     name only when the block ends without an error.
 
-    MP4 frames stream to ffmpeg. A GIF needs all frames before it is written (Pillow's encoder): each frame
-    is kept palettised (one byte per pixel, as the GIF stores it) until the end.
+    MP4 frames stream to ffmpeg (an odd width or height gets its last column or row repeated: H.264 needs even
+    sizes). A GIF needs all frames before it is written (Pillow's encoder): each frame is kept palettised (one
+    byte per pixel, as the GIF stores it) until the end.
     """
 
     def __init__(self, path: str | Path, fps: int = 20):
@@ -205,7 +206,8 @@ class AnimationWriter:
 
                 self._video = iio2.get_writer(self._tmp, format="FFMPEG", mode="I", fps=self.fps, codec="libx264",
                                               macro_block_size=1, ffmpeg_log_level="error")
-            self._video.append_data(frame)
+            h, w = frame.shape[:2]  # H.264's 4:2:0 needs even sizes: repeat the last row / column when odd
+            self._video.append_data(np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge"))
         else:
             from PIL import Image
 

@@ -82,7 +82,8 @@ def render_cmd(
             raise PlenopackError(f"the capture has no {cameras} views", scene_path)
         sizes = {scene.image_size(int(i)) for i in ids}
         if len(sizes) > 1:
-            raise PlenopackError(f"its {cameras} views have {len(sizes)} different sizes; a video needs one", scene_path)
+            raise PlenopackError(f"its {cameras} views have {len(sizes)} different sizes; a video needs one",
+                                 scene_path)
         poses, k, (height, width) = scene.c2w[ids], scene.intrinsics[ids], sizes.pop()
     scene_meta = f.metadata.get("scene", {})
     scale = world_scale(scene_meta["world_to_unit"]) if "world_to_unit" in scene_meta else 1.0

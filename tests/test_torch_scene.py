@@ -115,7 +115,7 @@ def test_background_colour_gradient_and_training_steps(tiny_fit, lego_small):
         loss = torch.mean((rgb - target) ** 2)
         loss.backward()
         optimiser.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
     trained = scene.to_grid()  # back to a Grid, as write_plen takes it
     assert trained.num_voxels == tiny_fit.grid.num_voxels

@@ -174,7 +174,7 @@ def test_viewer_in_a_real_browser(dataset, tmp_path):
         try:
             page = browser.new_page()
             page.goto(viewer.url)
-            client = wait_for(lambda: next(iter(viewer._server.get_clients().values()), None), 20, "the browser")
+            client = wait_for(lambda: next(iter(viewer.server.get_clients().values()), None), 20, "the browser")
             camera = client.camera
             camera.fov = fov
             camera.position = tuple(eye)

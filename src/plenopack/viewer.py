@@ -75,7 +75,10 @@ def scene_facts(scene: PackedScene) -> dict[str, str]:
     codec = h.get("codec") or {}
     method = codec.get("method", "float32")
     bits = codec.get("bits")
-    codec_text = method + (f" {bits}-bit" if bits and method not in ("float32",) else "")
+    if method == "vq":
+        codec_text = f"vq, {codec.get('codebook')} codes"
+    else:
+        codec_text = method + (f" {bits}-bit" if bits and method != "float32" else "")
     if codec.get("entropy"):
         codec_text += f" + {codec['entropy']}"
     facts = {"scene": str(scene.metadata.get("scene", {}).get("name") or scene.path.stem),
@@ -130,6 +133,11 @@ class SceneViewer:
         self._render_lock = threading.Lock()  # numba's workqueue pool and the lazy decode are single-caller
         self._loops: dict[int, _ClientLoop] = {}
         self._server = None
+
+    @property
+    def server(self):
+        """The running `viser.ViserServer` (None before `start`)."""
+        return self._server
 
     @property
     def url(self) -> str:

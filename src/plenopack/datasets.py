@@ -5,6 +5,10 @@ files. Only rows with status "ok" are used. Labels are the sorted categories (``
 ``class_to_idx`` as in torchvision). Splits: a scene is in "test" when a stable hash of its id falls in the
 last ``test_fraction`` (default 10%), else "train"; "all" takes every scene.
 
+Quality filters: ``min_psnr`` keeps the scenes whose manifest ``metric`` ("psnr", the full-frame test PSNR,
+or "psnr_masked", the object's) is at least that many dB; scenes without a value are left out with a warning.
+Labels (``classes``) are still those of every scene in the manifest, so they do not change with the filter.
+
 Datasets hold only paths until an item is read; each worker process decodes scenes on demand and keeps a few
 (``cache_scenes``) decoded, so they work with DataLoader workers (fork or spawn). torch is imported lazily
 (the ``torch`` extra).
@@ -13,11 +17,14 @@ Datasets hold only paths until an item is read; each worker process decodes scen
 from __future__ import annotations
 
 import hashlib
+import math
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
+from plenopack.build.manifest import QUALITY_METRICS
 from plenopack.cameras import look_at
 from plenopack.errors import PlenopackError
 from plenopack.render import orbit_intrinsics
@@ -32,6 +39,25 @@ def read_manifest_rows(dataset_dir: Path) -> list[dict]:
     if not path.exists():
         raise PlenopackError("no manifest.parquet: not a plenopack dataset", dataset_dir)
     return [r for r in pq.read_table(path).to_pylist() if r.get("status") == "ok"]
+
+
+def passing_scenes(rows: list[dict], min_psnr: float | None, metric: str = "psnr", where=None) -> list[dict]:
+    """The rows whose ``metric`` is at least ``min_psnr`` (all rows when it is None); rows without a value
+    are dropped with a warning naming them."""
+    if metric not in QUALITY_METRICS:
+        raise PlenopackError(f"unknown quality metric {metric!r} (expected {', '.join(QUALITY_METRICS)})")
+    if min_psnr is None:
+        return rows
+
+    def has_value(row):
+        return row.get(metric) is not None and math.isfinite(row[metric])
+
+    missing = [r["id"] for r in rows if not has_value(r)]
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        warnings.warn(f"{where}: {len(missing)} scene(s) have no {metric} in the manifest and are left out: {shown}",
+                      stacklevel=4)  # the caller of RenderedViews(...) / SparseVoxels(...)
+    return [r for r in rows if has_value(r) and r[metric] >= min_psnr]
 
 
 def in_split(scene_id: str, split: str, test_fraction: float = 0.1) -> bool:
@@ -50,11 +76,13 @@ except ImportError:  # the classes still describe themselves; reading items need
 
 
 class _SceneDataset(_DatasetBase):
-    def __init__(self, dataset_dir, split: str, transform, test_fraction: float, cache_scenes: int):
+    def __init__(self, dataset_dir, split: str, transform, test_fraction: float, cache_scenes: int,
+                 min_psnr: float | None = None, metric: str = "psnr"):
         self.dataset_dir = Path(dataset_dir)
         rows = read_manifest_rows(self.dataset_dir)
         self.classes = sorted({r["category"] for r in rows})
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        rows = passing_scenes(rows, min_psnr, metric, self.dataset_dir / "manifest.parquet")
         self.scenes = [r for r in rows if in_split(r["id"], split, test_fraction)]
         self.transform = transform
         self.cache_scenes = cache_scenes
@@ -86,12 +114,14 @@ class RenderedViews(_SceneDataset):
     With ``augment`` (default for "train") each item is a random camera around the object (azimuth uniform,
     elevation 5-50 degrees, distance jittered by 15%), seeded by (seed, index) so every worker is
     deterministic; otherwise views are evenly spaced on a fixed orbit (elevation 25 degrees).
+    ``min_psnr`` / ``metric``: keep only scenes whose manifest value passes (see the module docstring).
     """
 
     def __init__(self, dataset_dir, split: str = "train", views_per_scene: int = 50, image_size: int = 224,
                  transform=None, augment: bool | None = None, radius: float = 3.2, fov_deg: float = 40.0,
-                 background=None, seed: int = 0, test_fraction: float = 0.1, cache_scenes: int = 8):
-        super().__init__(dataset_dir, split, transform, test_fraction, cache_scenes)
+                 background=None, seed: int = 0, test_fraction: float = 0.1, cache_scenes: int = 8,
+                 min_psnr: float | None = None, metric: str = "psnr"):
+        super().__init__(dataset_dir, split, transform, test_fraction, cache_scenes, min_psnr, metric)
         self.views_per_scene = views_per_scene
         self.image_size = image_size
         self.augment = (split == "train") if augment is None else augment
@@ -131,12 +161,13 @@ class SparseVoxels(_SceneDataset):
 
     ``features``: "sh+density" (28 for degree 2), "sh", "density", "rgb" or "none"; ``resolution`` coarsens
     the grid by keeping coordinates divisible by the ratio (PeRFception's 256 -> 128). Batch with
-    `collate_sparse`.
+    `collate_sparse`. ``min_psnr`` / ``metric``: keep only scenes whose manifest value passes (module docstring).
     """
 
     def __init__(self, dataset_dir, split: str = "train", features: str = "sh+density", resolution: int | None = None,
-                 transform=None, test_fraction: float = 0.1, cache_scenes: int = 2):
-        super().__init__(dataset_dir, split, transform, test_fraction, cache_scenes)
+                 transform=None, test_fraction: float = 0.1, cache_scenes: int = 2, min_psnr: float | None = None,
+                 metric: str = "psnr"):
+        super().__init__(dataset_dir, split, transform, test_fraction, cache_scenes, min_psnr, metric)
         self.features, self.resolution = features, resolution
 
     def __len__(self) -> int:

@@ -13,19 +13,25 @@ import json
 import os
 import resource
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from plenopack.atomic import atomic_write_text
 from plenopack.build.discover import SceneRef, discover_scenes
 from plenopack.build.manifest import read_manifest, write_manifest
 from plenopack.build.pool import WorkerDied, WorkerPool
+from plenopack.codecs import CodecConfig
 from plenopack.errors import PlenopackError
 from plenopack.pipeline import PipelineConfig
 from plenopack.progress import ProgressCallback, report
 
 EXECUTORS = ("local", "ray")
 
-BuildConfig = PipelineConfig  # a build runs the pipeline's configuration on every scene
+@dataclass
+class BuildConfig(PipelineConfig):
+    """The pipeline's configuration, run on every scene; stored as PeRFception stores its scenes by default."""
+
+    codec: CodecConfig = field(default_factory=lambda: CodecConfig("sh", 8))
 
 
 def sha256_of(path: Path) -> str:

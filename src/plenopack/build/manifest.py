@@ -17,6 +17,7 @@ MANIFEST_SCHEMA = pa.schema([
     ("config_hash", pa.string()), ("sha256", pa.string()), ("source_bytes", pa.int64()),
     ("lpips_net", pa.string()), ("worker_peak_rss_mb", pa.float64()),
 ])
+QUALITY_METRICS = ("psnr", "psnr_masked")  # test-view PSNR columns that datasets filter and reports rank scenes by
 
 
 def write_manifest(path: str | Path, rows: list[dict]) -> None:

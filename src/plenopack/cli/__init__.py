@@ -37,7 +37,9 @@ def _root(
 
 
 # Command modules register their verbs on `app` when imported (one module per stage).
-from plenopack.cli import build_cmds, codec_cmds, consume_cmds, fit_cmds, scene_cmds, sweep_cmds  # noqa: E402,F401
+from plenopack.cli import (  # noqa: E402,F401
+    build_cmds, codec_cmds, consume_cmds, fit_cmds, scene_cmds, sweep_cmds, view_cmds,
+)
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ from plenopack.cli import app
 from plenopack.cli.options import fit_overrides, scene_option_flag, schedule_overrides
 from plenopack.scene.options import parse_scene_options
 from plenopack.cli.progress import RichProgress
-from plenopack.errors import PlenopackError
 
 
 @app.command("fit")
@@ -105,29 +104,3 @@ def eval_cmd(
         line += f", masked PSNR {result['psnr_masked']:.2f} dB"
     typer.echo(line)
 
-
-@app.command("render")
-def render_cmd(
-    plen: Path = typer.Argument(..., metavar="FILE.plen", help="Scene file."),
-    orbit: int = typer.Option(36, "--orbit", help="Number of frames around the object."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output .gif (or .mp4 with imageio-ffmpeg)."),
-    size: int = typer.Option(256, "--size", help="Frame size in pixels."),
-    radius: float = typer.Option(3.2, "--radius", help="Camera distance from the centre (unit-cube units)."),
-    elevation: float = typer.Option(25.0, "--elevation", help="Degrees above the horizontal plane."),
-    fov: float = typer.Option(40.0, "--fov", help="Horizontal field of view in degrees."),
-    fps: int = typer.Option(20, "--fps"),
-    mp4: bool = typer.Option(False, "--mp4", help="Write an MP4 (needs imageio-ffmpeg) instead of a GIF."),
-) -> None:
-    """Render a turntable around the object into a GIF or MP4."""
-    from plenopack.fileformat import read_plen
-    from plenopack.render import render_orbit, write_animation
-
-    if orbit < 1:
-        raise PlenopackError("--orbit must be at least 1")
-    if mp4:
-        output = output.with_suffix(".mp4")
-    f = read_plen(plen)
-    bg = tuple(f.metadata.get("eval_background") or (1.0, 1.0, 1.0))
-    frames = render_orbit(f.grid, orbit, radius, elevation, size, fov, bg)
-    write_animation(frames, output, fps)
-    typer.echo(f"wrote {output} ({orbit} frames, {size}x{size})")

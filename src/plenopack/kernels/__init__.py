@@ -21,10 +21,11 @@ from plenopack.kernels.occupancy import Occupancy, build_occupancy  # noqa: E402
 from plenopack.kernels.optim import rmsprop_step  # noqa: E402
 from plenopack.kernels.regularizers import sparsity_grad, tv_grad  # noqa: E402
 from plenopack.kernels.render import GradWorkspace, render_rays, render_rays_grad  # noqa: E402
+from plenopack.kernels.render_vjp import render_rays_vjp  # noqa: E402
 from plenopack.kernels.sampling import max_ray_weights, trilinear_sample  # noqa: E402
 
 __all__ = [
     "GradWorkspace", "Occupancy", "build_occupancy", "max_ray_weights", "msi_colour", "msi_grad", "msi_tv_grad", "render_rays",
-    "render_rays_grad",
+    "render_rays_grad", "render_rays_vjp",
     "rmsprop_step", "sh_basis", "sparsity_grad", "trilinear_sample", "tv_grad",
 ]

@@ -145,6 +145,34 @@ def render_rays_grad(links, density, sh, sh_degree, origins, dirs, target, backg
     return rgb, grad_density, grad_sh
 
 
+
+def render_rays_vjp(links, density, sh, sh_degree, origins, dirs, background, grad_rgb, grad_acc, step_size=0.5,
+                    stop_thresh=1e-4, near=0.0):
+    """Reference of kernels.render_vjp.render_rays_vjp: (grad_density (N,), grad_sh (N, C)) of a loss whose
+    gradients per ray are grad_rgb (B, 3) = d L / d rgb and grad_acc (B,) = d L / d acc."""
+    f = _forward_samples(links, density, sh, sh_degree, origins, dirs, step_size, stop_thresh, near)
+    n = len(origins)
+    bg = np.broadcast_to(np.asarray(background, dtype=density.dtype), (n, 3))
+    wc = f["weights"][..., None] * f["colour"]
+    rgb = wc.sum(axis=1) + f["t_final"][:, None] * bg
+    g = np.asarray(grad_rgb, density.dtype)
+    rest = rgb[:, None, :] - np.cumsum(wc, axis=1)
+    dsigma = f["dt"] * (((f["t_after"][..., None] * f["colour"] - rest) * g[:, None, :]).sum(-1)
+                        + (np.asarray(grad_acc, density.dtype) * f["t_final"])[:, None])
+    active = f["keep"] & (f["sigma_raw"] > 0)
+    dsigma = np.where(active, dsigma, 0.0)
+    inside = (f["raw"] > 0) & (f["raw"] < 1)
+    dcol = np.where(inside & active[..., None], g[:, None, :] * f["weights"][..., None], 0.0)
+    dsh = dcol[..., None] * f["basis"][:, None, None, :]
+    rows = f["rows"].reshape(-1, 8)
+    w = f["w"].reshape(-1, 8)
+    ok = rows >= 0
+    grad_density = np.zeros_like(density)
+    grad_sh = np.zeros_like(sh)
+    np.add.at(grad_density, rows[ok], (w * dsigma.reshape(-1, 1))[ok])
+    np.add.at(grad_sh, rows[ok], (w[:, :, None] * dsh.reshape(-1, 1, sh.shape[1]))[ok])
+    return grad_density, grad_sh
+
 def max_ray_weights(links, density, sh, sh_degree, origins, dirs, step_size=0.5, stop_thresh=1e-4, near=0.0):
     f = _forward_samples(links, density, sh, sh_degree, origins, dirs, step_size, stop_thresh, near)
     active = f["keep"] & (f["sigma_raw"] > 0)

@@ -9,8 +9,9 @@ import numpy as np
 from plenopack.errors import PlenopackError
 from plenopack.scene.base import Scene
 from plenopack.scene.geometry import BACKGROUND_FRAME, CAPTURE_KINDS, OBJECT_KINDS, detect_capture_kind
-from plenopack.scene.normalize import (apply_to_poses, fit_view_scale, object_centric as object_centric_transform,
-                                       push_cameras_outside, scene_centric, tighten_with_visual_hull)
+from plenopack.scene.normalize import (apply_to_poses, largest_cube_behind_focus, push_cameras_outside,
+                                       scene_centric, tighten_with_visual_hull)
+from plenopack.scene.normalize import object_centric as object_centric_transform
 
 
 def check_poses(c2w: np.ndarray, names: list[str], where: Path) -> None:
@@ -55,7 +56,7 @@ def finish_scene(*, name: str, root: Path, fmt: str, images, masks, intrinsics, 
 
     ``capture_kind`` (None: detected from the poses, `plenopack.scene.geometry`) decides the normalisation
     unless ``object_centric`` is given: object kinds use `normalize.object_centric` (object arcs sized by
-    `fit_view_scale`), then the masks' visual hull frames the object, or, without one, every
+    `largest_cube_behind_focus`), then the masks' visual hull frames the object, or, without one, every
     camera is kept outside the cube (`push_cameras_outside`);
     the others `normalize.scene_centric` on the cameras and ``scene_points`` (default: `frustum_points`).
     ``options`` are the loader's effective options; the chosen ``object_centric`` and ``capture_kind`` are
@@ -69,8 +70,8 @@ def finish_scene(*, name: str, root: Path, fmt: str, images, masks, intrinsics, 
         world_to_unit = object_centric_transform(c2w_world, cam_scale_factor)
         how = f"object-centric (PeRFception), cam_scale_factor={cam_scale_factor}"
         if kind == "object-arc":
-            world_to_unit = fit_view_scale(world_to_unit, c2w_world, intrinsics)
-            how = "object-centric, cube = what the nearest camera sees around the focus"
+            world_to_unit = largest_cube_behind_focus(world_to_unit, c2w_world)
+            how = "object-centric, largest cube behind the focus with every camera outside"
         tightened = world_to_unit
         if masks is not None and visual_hull:
             c2w_unit = apply_to_poses(world_to_unit, c2w_world)

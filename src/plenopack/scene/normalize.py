@@ -6,9 +6,9 @@ Which is used when (the loaders call these):
   axes, OpenCV) onto +z; translate by minus the median, over cameras, of the point of each optical axis
   closest to the axes' common focus (least-squares point nearest all axes); scale so the median camera
   distance becomes ``cam_scale_factor`` (1.5).
-- Arcs of cameras (`plenopack.scene.geometry`: object-arc) are then scaled so the cube is what the
-  nearest camera sees around the centre (`fit_view_scale`): the median-distance rule would leave most of the
-  cube unseen there and cameras inside it.
+- Arcs of cameras (`plenopack.scene.geometry`: object-arc, e.g. a hand-held capture of a mounted head) get
+  the largest cube behind the focus with every camera outside (`largest_cube_behind_focus`), so the object
+  and the backdrop behind it are in the grid; the median-distance rule would leave cameras inside the cube.
 - When foreground masks exist, `tighten_with_visual_hull` then carves the masks' visual hull and recentres
   and rescales so the hull's bounding box fills the cube up to a margin: voxels of the grid are spent on the
   object instead of empty space. Loaders do this by default where masks exist (``visual_hull=True``).
@@ -93,19 +93,40 @@ def rescale(world_to_unit: np.ndarray, factor: float) -> np.ndarray:
     return similarity(factor, np.eye(3), np.zeros(3)) @ world_to_unit
 
 
-def fit_view_scale(world_to_unit: np.ndarray, c2w: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
-    """Rescale an object-centric similarity so the cube's half-size is the smallest radius a camera sees
-    around the origin (its distance times the tangent of its narrowest half field of view, the image taken
-    to span 2 cx by 2 cy pixels): an object seen whole in every view fits the cube, and the grid is spent on
-    what every camera sees. For arcs of cameras (the hand-held fox)."""
+ARC_CUBE_OFFSET = 0.15  # object arcs: cube centre behind the focus, as a fraction of the median camera distance
+CAMERA_MARGIN = 1.1  # nearest camera's largest coordinate (the cube is [-1, 1]^3)
+
+
+def largest_cube_behind_focus(world_to_unit: np.ndarray, c2w: np.ndarray, offset: float = ARC_CUBE_OFFSET,
+                              margin: float = CAMERA_MARGIN) -> np.ndarray:
+    """For arcs of cameras around an object in front of a backdrop (a hand-held orbit of a mounted head, a
+    statue against a wall): the largest cube with every camera outside it.
+
+    The object-centric frame (origin at the focus of the optical axes, +z up) is turned about z so the mean
+    viewing direction's horizontal part runs along +x (the cube faces the cameras), its centre moved
+    ``offset`` x the median camera distance back along the mean viewing direction (room for what stands
+    behind the object), and scaled about that centre so the nearest camera's largest coordinate is
+    ``margin``. Everything the cameras see up to the backdrop then lies in the grid instead of in the
+    background spheres, which cannot show a wall a few object-sizes behind the object (measured on the fox:
+    full-frame test PSNR 19.3 dB with the cube sized to the object, 24.6 dB with this cube).
+    """
     c2w_unit = apply_to_poses(world_to_unit, c2w)
-    k = np.asarray(intrinsics, dtype=np.float64)
-    half_fov_tan = np.minimum(k[:, 2] / k[:, 0], k[:, 3] / k[:, 1])
-    seen = np.linalg.norm(c2w_unit[:, :3, 3], axis=1) * half_fov_tan
-    return rescale(world_to_unit, 1.0 / float(seen.min()))
+    view = c2w_unit[:, :3, 2].mean(axis=0)
+    view /= max(float(np.linalg.norm(view)), 1e-12)
+    heading = float(np.arctan2(view[1], view[0]))
+    cos, sin = np.cos(-heading), np.sin(-heading)
+    turn = np.array([[cos, -sin, 0.0], [sin, cos, 0.0], [0.0, 0.0, 1.0]])
+    centres = c2w_unit[:, :3, 3] @ turn.T
+    view = turn @ view
+    shift = offset * float(np.median(np.linalg.norm(centres, axis=1))) * view
+    nearest = float(np.abs(centres - shift).max(axis=1).min())
+    if nearest <= 0:
+        raise PlenopackError("a camera sits at the centre of the cube: cannot normalise the scene")
+    scale = margin / nearest
+    return similarity(scale, turn, -scale * shift) @ world_to_unit
 
 
-def push_cameras_outside(world_to_unit: np.ndarray, c2w: np.ndarray, margin: float = 1.1) -> np.ndarray:
+def push_cameras_outside(world_to_unit: np.ndarray, c2w: np.ndarray, margin: float = CAMERA_MARGIN) -> np.ndarray:
     """Rescale a similarity (about the unit origin) so every camera centre is at least ``margin`` from the
     origin along some axis (outside the cube [-1, 1]^3); unchanged when they already are."""
     centres = apply_to_poses(world_to_unit, c2w)[:, :3, 3]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from plenopack import kernels
 from plenopack.scene.base import Scene
 
 
@@ -20,7 +21,7 @@ class TrainingRays:
         self.intrinsics = scene.intrinsics[ids].astype(np.float64)
         sizes = [scene.image_size(i) for i in ids]
         counts = np.array([h * w for h, w in sizes], dtype=np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(counts)])
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.widths = np.array([w for _, w in sizes], dtype=np.int64)
         self.rgb = np.concatenate([scene.images[i].reshape(-1, 3) for i in ids]).astype(np.float32)
         self.mask = None  # masks the targets are composited with (use_masks), else None
@@ -46,24 +47,14 @@ class TrainingRays:
             rng.shuffle(flat)  # the kernels split a batch into one contiguous share per thread: mix the costly rays
         return flat
 
+    def batch(self, flat: np.ndarray, background: np.ndarray | None = None):
+        """One parallel kernel (`plenopack.kernels.pixel_rays`) for the pixels with these flat indices:
+        origins and unit directions (float32 (B, 3)), target colours (B, 3) composited on ``background``
+        ((B, 3) or (3,)) where masks exist, and the object-mask values (B,) (None without masks)."""
+        return kernels.pixel_rays(flat, self.offsets, self.widths, self.c2w, self.intrinsics, self.rgb, self.mask,
+                                  self.premultiplied, background, self.object_mask)
+
     def rays(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Origins and unit directions (float32) of the pixels with these flat indices."""
-        view = np.searchsorted(self.offsets, flat, side="right") - 1
-        local = flat - self.offsets[view]
-        v, u = np.divmod(local, self.widths[view])
-        k = self.intrinsics[view]
-        d_cam = np.stack([(u + 0.5 - k[:, 2]) / k[:, 0], (v + 0.5 - k[:, 3]) / k[:, 1], np.ones(len(flat))], -1)
-        rot = self.c2w[view, :3, :3]
-        d = np.einsum("nij,nj->ni", rot, d_cam)
-        d /= np.linalg.norm(d, axis=1, keepdims=True)
-        return self.c2w[view, :3, 3].astype(np.float32), d.astype(np.float32)
-
-    def targets(self, flat: np.ndarray, background: np.ndarray) -> np.ndarray:
-        """Target colours composited on ``background`` ((B, 3) or (3,)) where masks exist."""
-        rgb = self.rgb[flat]
-        if self.mask is None:
-            return rgb
-        m = self.mask[flat][:, None]
-        if background.ndim == 1:
-            background = background[None]
-        return (rgb if self.premultiplied else rgb * m) + (1.0 - m) * background
+        origins, dirs, _, _ = kernels.pixel_rays(flat, self.offsets, self.widths, self.c2w, self.intrinsics, self.rgb)
+        return origins, dirs

@@ -89,7 +89,9 @@ class Trainer:
         self.avg_sh = np.zeros((n, c), np.float32)
         self.workspace = kernels.GradWorkspace(n, c)
         self.row_flags = self.workspace.row_flags  # rows given a gradient this step (the optimiser visits only these)
-        self.flat_of_row = np.ravel_multi_index(tuple(grid.occupied_coords().T.astype(np.int64)), grid.links.shape)
+        self.reg_draws = max(1, int(self.config.tv_fraction * n))
+        flat_of_row = np.ravel_multi_index(tuple(grid.occupied_coords().T.astype(np.int64)), grid.links.shape)
+        self.regulariser = kernels.Regulariser(grid.links, flat_of_row, c, self.reg_draws)
         self.refresh_occupancy()
 
     def refresh_occupancy(self) -> None:
@@ -101,14 +103,12 @@ class Trainer:
             return self.grid.density, self.grid.sh
         return self.quantizer.values(self.grid.density, self.grid.sh)
 
-    def _batch_background(self, origins: np.ndarray, dirs: np.ndarray):
-        if self.msi is not None:
-            bg_origins, bg_dirs = self.msi.to_frame(origins, dirs)
-            colour = kernels.msi_colour(self.msi.layers, self.msi.radii, self.msi.brightness, bg_origins, bg_dirs)
-            return colour, (bg_origins, bg_dirs)
+    def _batch_background(self, n: int) -> np.ndarray:
+        """The constant background colours of a batch of ``n`` rays: (n, 3) random or (3,) fixed (an MSI's
+        colours come later, from the rays)."""
         if self.mode == "random" and self.rays.mask is not None:
-            return self.rng.random((len(origins), 3), dtype=np.float32), None
-        return self.fixed_bg, None
+            return self.rng.random((n, 3), dtype=np.float32)
+        return self.fixed_bg
 
     def _step_background(self, rgb, acc, target, bg, bg_rays) -> None:
         """d loss / d background = (1 - acc) d loss / d rgb; RMSProp on the MSI texels with its TV."""
@@ -120,53 +120,40 @@ class Trainer:
         kernels.rmsprop_step(self.msi_flat, self.msi_grad, self.msi_avg, cfg.lr_background, cfg.rmsprop_beta)
 
     def step(self, step: int, horizon: int, tv_scale: float = 1.0) -> float:
-        """One optimisation step (``step`` of ``horizon`` sets the learning rates); returns the batch MSE."""
+        """One optimisation step (``step`` of ``horizon`` sets the learning rates); returns the batch MSE.
+
+        Every stage is a parallel kernel (ray generation, march + scatter, regularisers, optimiser); what runs
+        serially is the random draws (NumPy's generator, for reproducible streams) and the calls."""
         cfg, grid, rays = self.config, self.grid, self.rays
         flat = rays.sample(self.rng, cfg.batch_rays, cfg.foreground_fraction)
-        origins, dirs = rays.rays(flat)
-        bg, bg_rays = self._batch_background(origins, dirs)
-        target = rays.targets(flat, bg)
+        bg = self._batch_background(len(flat))
+        origins, dirs, target, object_values = rays.batch(flat, bg)
+        bg_rays = None
+        if self.msi is not None:  # full frames: the targets do not depend on the background
+            bg_rays = self.msi.to_frame(origins, dirs)
+            bg = kernels.msi_colour(self.msi.layers, self.msi.radii, self.msi.brightness, *bg_rays)
         density, sh = self._rendered()
-        deferred = self.quantizer is None  # pending per-thread shares fold into the optimiser step
         rgb, acc, mse = kernels.render_rays_grad(
             grid.links, density, sh, grid.sh_degree, origins, dirs, target, bg, self.grad_density, self.grad_sh,
             cfg.step_size, cfg.stop_thresh, self.occupancy, cfg.lambda_beta, near=cfg.near_clip,
-            workspace=self.workspace, min_acc=rays.object_mask[flat] if self.floor_weight else None,
-            min_acc_weight=self.floor_weight, row_flags=self.row_flags, reduce=not deferred)
+            workspace=self.workspace, min_acc=object_values if self.floor_weight else None,
+            min_acc_weight=self.floor_weight, row_flags=self.row_flags)
         if self.msi is not None:
             self._step_background(rgb, acc, target, bg, bg_rays)
         if not math.isfinite(mse):
             raise PlenopackError(f"training diverged at step {step} (loss {mse}); lower the learning rates")
-        self._regularise(tv_scale)
+        if cfg.lambda_tv or cfg.lambda_tv_sh or cfg.lambda_sparsity:
+            rows = self.rng.integers(0, grid.num_voxels, size=self.reg_draws)
+            self.regulariser(rows, grid.density, self.grad_density, cfg.lambda_tv * tv_scale, grid.sh, self.grad_sh,
+                             cfg.lambda_tv_sh * tv_scale, cfg.lambda_sparsity, self.row_flags)
         if self.quantizer is not None:
             self.quantizer.route_sh_gradient(self.grad_sh)
-        touched = np.flatnonzero(self.row_flags)
-        self.row_flags[touched] = 0
         lr_sigma = learning_rate(cfg.lr_sigma, cfg.lr_sigma_final, step, horizon, cfg.lr_sigma_delay_steps,
                                  cfg.lr_sigma_delay_mult)
         lr_sh = learning_rate(cfg.lr_sh, cfg.lr_sh_final, step, horizon)
-        kernels.rmsprop_step(grid.density, self.grad_density, self.avg_density, lr_sigma, cfg.rmsprop_beta,
-                             rows=touched, pending=self.workspace.buf_density if deferred else None)
-        kernels.rmsprop_step(grid.sh, self.grad_sh, self.avg_sh, lr_sh, cfg.rmsprop_beta,
-                             rows=touched, pending=self.workspace.buf_sh if deferred else None)
+        kernels.rmsprop_flagged(grid.density, self.grad_density, self.avg_density, lr_sigma, grid.sh, self.grad_sh,
+                                self.avg_sh, lr_sh, self.row_flags, cfg.rmsprop_beta)
         return mse
-
-    def _regularise(self, tv_scale: float) -> None:
-        """TV on density and SH and Cauchy sparsity on a random ``tv_fraction`` of the voxels."""
-        cfg, grid = self.config, self.grid
-        n_reg = max(1, int(cfg.tv_fraction * grid.num_voxels))
-        rows = np.sort(self.rng.integers(0, grid.num_voxels, size=n_reg))  # sorted: neighbours share cache lines
-        ids = self.flat_of_row[rows]
-        if cfg.lambda_tv:
-            kernels.tv_grad(grid.links, grid.density, ids, cfg.lambda_tv * tv_scale, self.grad_density,
-                            row_flags=self.row_flags)
-        if cfg.lambda_tv_sh:
-            kernels.tv_grad(grid.links, grid.sh, ids, cfg.lambda_tv_sh * tv_scale, self.grad_sh,
-                            row_flags=self.row_flags)
-        if cfg.lambda_sparsity:
-            unique_rows = np.unique(rows)
-            kernels.sparsity_grad(grid.density, unique_rows, cfg.lambda_sparsity, self.grad_density)
-            self.row_flags[unique_rows] = 1
 
     def check_finite(self, step: int) -> None:
         if not (np.isfinite(self.grid.density).all() and np.isfinite(self.grid.sh).all()):

@@ -1,0 +1,77 @@
+"""Training rays of a batch in one parallel kernel: pixel (flat index over every training view) to origin,
+unit direction, target colour and mask value.
+
+Views are stacked: pixel f belongs to view v with offsets[v] <= f < offsets[v + 1], at column u and row v' of
+that image (row-major, width widths[v]); its direction through the pixel centre (u + 0.5, v' + 0.5) is
+R_v K_v^-1 (u + 0.5, v' + 0.5, 1), normalised (camera-to-world, OpenCV axes). Maths in float64 as the NumPy
+reference (`plenopack.kernels.reference.pixel_rays`), outputs float32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+_NO_MASK = np.zeros(0, np.float32)
+
+
+@njit(parallel=True, cache=True)
+def _pixel_rays_kernel(flat, offsets, widths, c2w, intrinsics, rgb, mask, premultiplied, background, bg_stride,
+                       object_mask, origins, dirs, targets, object_values):
+    use_mask = mask.shape[0] > 0
+    use_object = object_values.shape[0] > 0
+    for n in prange(flat.shape[0]):
+        f = flat[n]
+        view = np.searchsorted(offsets, f, side="right") - 1
+        local = f - offsets[view]
+        row = local // widths[view]
+        col = local - row * widths[view]
+        xc = (col + 0.5 - intrinsics[view, 2]) / intrinsics[view, 0]
+        yc = (row + 0.5 - intrinsics[view, 3]) / intrinsics[view, 1]
+        dx = c2w[view, 0, 0] * xc + c2w[view, 0, 1] * yc + c2w[view, 0, 2]
+        dy = c2w[view, 1, 0] * xc + c2w[view, 1, 1] * yc + c2w[view, 1, 2]
+        dz = c2w[view, 2, 0] * xc + c2w[view, 2, 1] * yc + c2w[view, 2, 2]
+        inv = 1.0 / math.sqrt(dx * dx + dy * dy + dz * dz)
+        dirs[n, 0] = dx * inv
+        dirs[n, 1] = dy * inv
+        dirs[n, 2] = dz * inv
+        for a in range(3):
+            origins[n, a] = c2w[view, a, 3]
+        if use_mask:
+            m = mask[f]
+            b = n * bg_stride
+            for ch in range(3):
+                colour = rgb[f, ch] if premultiplied else rgb[f, ch] * m
+                targets[n, ch] = colour + (1.0 - m) * background[b, ch]
+        else:
+            for ch in range(3):
+                targets[n, ch] = rgb[f, ch]
+        if use_object:
+            object_values[n] = object_mask[f]
+
+
+def pixel_rays(flat: np.ndarray, offsets: np.ndarray, widths: np.ndarray, c2w: np.ndarray, intrinsics: np.ndarray,
+               rgb: np.ndarray, mask: np.ndarray | None = None, premultiplied: bool = False,
+               background: np.ndarray | None = None, object_mask: np.ndarray | None = None):
+    """Origins (B, 3), unit directions (B, 3), targets (B, 3) and object-mask values (B,) (None without
+    ``object_mask``) of the pixels ``flat`` (B,) int64.
+
+    offsets (V + 1,) int64 and widths (V,) int64 lay out the stacked views; c2w (V, 4, 4) and intrinsics
+    (V, 4) = (fx, fy, cx, cy) float64; rgb (P, 3) float32. With ``mask`` (P,) the target is composited on
+    ``background`` ((3,) or (B, 3)): rgb * mask + (1 - mask) * background (rgb already multiplied by the
+    mask when ``premultiplied``); without it the target is rgb.
+    """
+    flat = np.ascontiguousarray(flat, np.int64)
+    n = flat.shape[0]
+    bg = np.zeros((1, 3), np.float32) if background is None else np.asarray(background, np.float32).reshape(-1, 3)
+    stride = 1 if bg.shape[0] == n and n > 1 else 0
+    origins = np.empty((n, 3), np.float32)
+    dirs = np.empty((n, 3), np.float32)
+    targets = np.empty((n, 3), np.float32)
+    object_values = np.empty(n if object_mask is not None else 0, np.float32)
+    _pixel_rays_kernel(flat, offsets, widths, c2w, intrinsics, rgb, _NO_MASK if mask is None else mask,
+                       premultiplied, np.ascontiguousarray(bg), stride,
+                       _NO_MASK if object_mask is None else object_mask, origins, dirs, targets, object_values)
+    return origins, dirs, targets, object_values if object_mask is not None else None

@@ -90,10 +90,10 @@ def test_random_background_targets(lego_small):
     rays = TrainingRays(lego_small)
     assert rays.premultiplied
     flat = np.arange(rays.count)
-    t_white = rays.targets(flat, np.ones(3, np.float32))
+    t_white = rays.batch(flat, np.ones(3, np.float32))[2]
     expect = np.concatenate([lego_small.images[i].reshape(-1, 3) for i in lego_small.train_ids])
     np.testing.assert_allclose(t_white, expect, atol=1e-6)
-    t_black = rays.targets(flat, np.zeros(3, np.float32))
+    t_black = rays.batch(flat, np.zeros(3, np.float32))[2]
     bg_pixels = rays.mask < 1e-3
     assert np.all(t_black[bg_pixels] < 1e-5)
 

@@ -426,3 +426,48 @@ def test_rmsprop_on_flagged_rows_matches_the_reference():
     np.testing.assert_allclose(sh, expect_sh, rtol=1e-5)
     np.testing.assert_allclose(avg_sh, expect_avg_sh, rtol=1e-5)
     assert not flags.any() and not grad_d.any() and not grad_sh.any()
+
+
+def test_all_finite_matches_numpy():
+    values = np.random.default_rng(0).normal(size=(300, 7)).astype(np.float32)
+    assert K.all_finite(values, values[:, 0])
+    for bad in (np.nan, np.inf, -np.inf):
+        broken = values.copy()
+        broken[123, 4] = bad
+        assert K.all_finite(broken) == bool(np.isfinite(broken).all()) is False
+        assert not K.all_finite(values, broken)
+
+
+@pytest.mark.parametrize("reso", [7, 16, 20])
+def test_morton_coords_and_links_match_the_reference(reso):
+    mask = np.random.default_rng(reso).random((reso,) * 3) < 0.3
+    links = K.empty_links(reso)
+    assert (links == -1).all()
+    coords = K.morton_coords(mask, links)
+    np.testing.assert_array_equal(coords, ref.morton_coords(mask))
+    np.testing.assert_array_equal(links[tuple(coords.T)], np.arange(len(coords)))
+    assert (links >= 0).sum() == mask.sum()
+    g = Grid(links, np.zeros(len(coords), np.float32), np.zeros((len(coords), 3), np.float32), 0)
+    np.testing.assert_array_equal(K.flat_of_row(links, len(coords)),
+                                  np.ravel_multi_index(tuple(g.occupied_coords().T.astype(np.int64)), links.shape))
+
+
+@pytest.mark.parametrize("iterations", [0, 1, 2])
+def test_box_dilation_matches_scipy(iterations):
+    mask = np.random.default_rng(iterations).random((13,) * 3) < 0.02
+    mask[0, 0, 0] = mask[12, 5, 12] = True  # corners and faces clip the box
+    np.testing.assert_array_equal(K.box_dilate(mask, iterations), ref.box_dilate(mask, iterations))
+
+
+def test_prune_mask_matches_the_reference():
+    g = random_grid(reso=10, sh_degree=0, fill=0.2, seed=31)
+    for reso in (16, 25):
+        candidates = K.prune_mask(g.links, reso)
+        np.testing.assert_array_equal(candidates, ref.prune_candidates(g.links, reso))
+        kept = K.prune_mask(g.links, reso, g.density, 3.0)
+        coords = np.argwhere(candidates)
+        centres = (-1.0 + (coords + 0.5) * (2.0 / reso)).astype(np.float32)
+        values, _ = ref.trilinear_sample(g.links, g.density.astype(np.float64), np.zeros((g.num_voxels, 0)), centres)
+        decided = np.abs(values - 3.0) > 1e-4  # float32 rounding may flip values at the threshold itself
+        np.testing.assert_array_equal(kept[tuple(coords.T)][decided], (values > 3.0)[decided])
+        assert not kept[~candidates].any() and 0 < kept.sum() < candidates.sum()

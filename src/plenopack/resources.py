@@ -3,7 +3,8 @@
 `available_cpus` takes the smallest of every limit the machine or scheduler sets: the affinity mask
 (``taskset``, cpusets), a cgroup CPU quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``;
 containers, Kubernetes, systemd), Slurm's ``SLURM_CPUS_PER_TASK`` / ``SLURM_CPUS_ON_NODE`` and the CPUs Ray
-assigned to the current task. ``os.cpu_count()`` counts the host's cores and knows none of these.
+assigned to the current task, and ``PLENOPACK_CPUS`` when the user caps plenopack's share by hand.
+``os.cpu_count()`` counts the host's cores and knows none of these.
 
 `thread_env` gives the environment that pins every thread pool of a process (numba, OpenMP, OpenBLAS, MKL,
 torch) to a number of threads; it has to be in place before numpy is imported, so worker processes are
@@ -120,8 +121,9 @@ def cpu_limits(cgroup_root: str | Path = "/sys/fs/cgroup", proc_self_cgroup: str
     slurm = None
     if env.get("SLURM_JOB_ID") or env.get("SLURM_CPUS_PER_TASK"):
         slurm = _positive_int(env.get("SLURM_CPUS_PER_TASK")) or _positive_int(env.get("SLURM_CPUS_ON_NODE"))
-    return {"cpu_count": os.cpu_count(), "affinity": affinity, "cgroup": cgroup_cpu_limit(cgroup_root, proc_self_cgroup),
-            "slurm": slurm, "ray": _ray_cpus()}
+    return {"cpu_count": os.cpu_count(), "affinity": affinity,
+            "cgroup": cgroup_cpu_limit(cgroup_root, proc_self_cgroup), "slurm": slurm, "ray": _ray_cpus(),
+            "plenopack_cpus": _positive_int(env.get("PLENOPACK_CPUS"))}
 
 
 def available_cpus(cgroup_root: str | Path = "/sys/fs/cgroup", proc_self_cgroup: str | Path = "/proc/self/cgroup",
@@ -214,10 +216,28 @@ def _choose_layer(preference: tuple[str, ...]) -> str:
     return layer
 
 
+_process_kind: str | None = None  # set by the entry point (`set_process_kind`), applied at the kernels' import
+
+
+def set_process_kind(kind: str) -> None:
+    """Declare what kind of process this is (see `LAYERS`) without importing numba (the CLI keeps ``--help``
+    fast); the layer is chosen when the kernels are imported."""
+    global _process_kind
+    if kind not in LAYERS:
+        raise ValueError(f"unknown kind of process {kind!r} (expected {', '.join(LAYERS)})")
+    _process_kind = kind
+    if "numba" in sys.modules and numba_layer_in_use() is None:
+        _choose_layer(LAYERS[kind])
+
+
 def default_threading() -> None:
-    """At the kernels' import: a fork-safe layer (LAYERS["loader"]) unless `configure_threading` or
-    NUMBA_THREADING_LAYER already chose one. Starts nothing."""
+    """At the kernels' import: numba's thread pool sized to `available_cpus` (when numba is not loaded yet and
+    NUMBA_NUM_THREADS is not set: numba itself counts the affinity mask only, not quotas), and the layer of
+    the declared kind of process (`set_process_kind`), else a fork-safe one (LAYERS["loader"]), unless
+    `configure_threading` or NUMBA_THREADING_LAYER chose one already. Starts no thread."""
+    if "numba" not in sys.modules and "NUMBA_NUM_THREADS" not in os.environ:
+        os.environ["NUMBA_NUM_THREADS"] = str(available_cpus())
     import numba
 
     if numba.config.THREADING_LAYER == "default" and numba_layer_in_use() is None:
-        _choose_layer(LAYERS["loader"])
+        _choose_layer(LAYERS[_process_kind or "loader"])

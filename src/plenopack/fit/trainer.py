@@ -90,8 +90,7 @@ class Trainer:
         self.workspace = kernels.GradWorkspace(n, c)
         self.row_flags = self.workspace.row_flags  # rows given a gradient this step (the optimiser visits only these)
         self.reg_draws = max(1, int(self.config.tv_fraction * n))
-        flat_of_row = np.ravel_multi_index(tuple(grid.occupied_coords().T.astype(np.int64)), grid.links.shape)
-        self.regulariser = kernels.Regulariser(grid.links, flat_of_row, c, self.reg_draws)
+        self.regulariser = kernels.Regulariser(grid.links, kernels.flat_of_row(grid.links, n), c, self.reg_draws)
         self.refresh_occupancy()
 
     def refresh_occupancy(self) -> None:
@@ -156,5 +155,5 @@ class Trainer:
         return mse
 
     def check_finite(self, step: int) -> None:
-        if not (np.isfinite(self.grid.density).all() and np.isfinite(self.grid.sh).all()):
+        if not kernels.all_finite(self.grid.density, self.grid.sh):
             raise PlenopackError(f"training diverged at step {step} (non-finite parameters)")

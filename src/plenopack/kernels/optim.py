@@ -3,7 +3,8 @@
 `rmsprop_step` updates one parameter array (optionally on listed rows); `rmsprop_flagged` updates a grid's
 density and SH together on the rows a step flagged, scanning the flag array in parallel (no serial
 ``np.flatnonzero`` over the rows) and clearing the flags. Every row is updated on its own, so results do not
-depend on the thread count. The NumPy reference is `plenopack.kernels.reference.rmsprop_step`.
+depend on the thread count. The NumPy reference is `plenopack.kernels.reference.rmsprop_step`. `all_finite`
+is the divergence check (``np.isfinite(a).all()`` in parallel).
 """
 
 from __future__ import annotations
@@ -72,3 +73,17 @@ def rmsprop_flagged(density: np.ndarray, grad_density: np.ndarray, avg_density: 
     _rmsprop_flagged_kernel(density.reshape(n, 1), grad_density.reshape(n, 1), avg_density.reshape(n, 1),
                             np.float32(lr_density), sh, grad_sh, avg_sh, np.float32(lr_sh), np.float32(beta),
                             np.float32(eps), row_flags)
+
+
+@njit(parallel=True, cache=True)
+def _count_non_finite(values):
+    bad = 0
+    for i in prange(values.shape[0]):
+        if not math.isfinite(values[i]):
+            bad += 1
+    return bad
+
+
+def all_finite(*arrays: np.ndarray) -> bool:
+    """Whether every value of these float32 arrays is finite (``np.isfinite(a).all()`` for each)."""
+    return all(_count_non_finite(np.ascontiguousarray(a, np.float32).reshape(-1)) == 0 for a in arrays)

@@ -239,3 +239,31 @@ def pixel_rays(flat, offsets, widths, c2w, intrinsics, rgb, mask=None, premultip
         target = (target if premultiplied else target * m) + (1.0 - m) * bg.reshape(-1, 3)
     values = None if object_mask is None else object_mask[flat]
     return c2w[view, :3, 3].astype(np.float32), d.astype(np.float32), target.astype(np.float32), values
+
+
+def morton_coords(mask):
+    """Reference of kernels.morton_coords: np.argwhere sorted by Morton code."""
+    from plenopack.grid import morton_order
+
+    coords = np.argwhere(mask).astype(np.int32)
+    return coords[morton_order(coords)]
+
+
+def box_dilate(mask, iterations):
+    """Reference of kernels.box_dilate (SciPy's binary dilation with the full 3x3x3 structure)."""
+    from scipy import ndimage
+
+    if iterations <= 0:
+        return np.array(mask, bool)
+    return ndimage.binary_dilation(mask, np.ones((3, 3, 3), bool), iterations=iterations)
+
+
+def prune_candidates(links, reso):
+    """Reference of kernels.prune_mask without values: new-resolution voxels whose centre falls in or next to
+    (6-neighbourhood) an occupied old voxel."""
+    from scipy import ndimage
+
+    occupied = ndimage.binary_dilation(links >= 0, iterations=1)
+    old = links.shape[0]
+    idx = np.minimum(((np.arange(reso) + 0.5) * old / reso).astype(np.int64), old - 1)
+    return occupied[np.ix_(idx, idx, idx)]

@@ -16,7 +16,7 @@ from plenopack.fit.config import FitConfig
 from plenopack.render import orbit_intrinsics
 from plenopack.scene.base import Scene
 
-_SIZE = 8  # pixels per side of the synthetic views
+_SIZE = 16  # pixels per side of the synthetic views (SSIM needs 11)
 
 
 def synthetic_scene(views: int = 6, seed: int = 0) -> Scene:
@@ -25,7 +25,7 @@ def synthetic_scene(views: int = 6, seed: int = 0) -> Scene:
     images, masks = [], []
     for _ in range(views):
         mask = np.zeros((_SIZE, _SIZE), np.float32)
-        mask[2:6, 2:6] = 1.0
+        mask[4:12, 4:12] = 1.0
         colour = rng.random((_SIZE, _SIZE, 3)).astype(np.float32)
         images.append(colour * mask[..., None] + (1.0 - mask[..., None]))
         masks.append(mask)

@@ -128,8 +128,9 @@ def _dilate_axis(src, dst, radius, axis):
     for i in prange(reso):
         for j in range(reso):
             for k in range(reso):
-                lo = max((i, j, k)[axis] - radius, 0)
-                hi = min((i, j, k)[axis] + radius + 1, reso)
+                pos = i if axis == 0 else (j if axis == 1 else k)
+                lo = max(pos - radius, 0)
+                hi = min(pos + radius + 1, reso)
                 hit = False
                 for t in range(lo, hi):
                     if axis == 0:

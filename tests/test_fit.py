@@ -102,12 +102,15 @@ def test_foreground_fraction_sampling(lego_small):
     rays = TrainingRays(lego_small)
     object_share = float((rays.object_mask > 0.5).mean())
     assert 0.05 < object_share < 0.5
-    uniform = rays.sample(np.random.default_rng(0), 20000)
-    biased = rays.sample(np.random.default_rng(0), 20000, foreground_fraction=0.6)
+    uniform = rays.draw(20000, np.uint64(11))[0]
+    biased = rays.draw(20000, np.uint64(11), foreground_fraction=0.6)[0]
     assert abs(float((rays.object_mask[uniform] > 0.5).mean()) - object_share) < 0.02
     on_object = float((rays.object_mask[biased] > 0.5).mean())
     assert on_object == pytest.approx(0.6 + 0.4 * object_share, abs=0.02)  # 60% forced, the rest uniform
-    np.testing.assert_array_equal(biased, rays.sample(np.random.default_rng(0), 20000, foreground_fraction=0.6))
+    for chunk in np.array_split(rays.object_mask[biased] > 0.5, 8):  # spread evenly: every chunk of rays gets its share
+        assert chunk.mean() == pytest.approx(0.6 + 0.4 * object_share, abs=0.05)
+    np.testing.assert_array_equal(biased, rays.draw(20000, np.uint64(11), foreground_fraction=0.6)[0])
+    assert not np.array_equal(biased, rays.draw(20000, np.uint64(12), foreground_fraction=0.6)[0])
     full_frame = TrainingRays(lego_small, use_masks=False)  # masks still steer sampling on full frames
     assert full_frame.mask is None and full_frame.foreground is not None
     with pytest.raises(PlenopackError, match="foreground_fraction"):

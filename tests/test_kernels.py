@@ -471,3 +471,21 @@ def test_prune_mask_matches_the_reference():
         decided = np.abs(values - 3.0) > 1e-4  # float32 rounding may flip values at the threshold itself
         np.testing.assert_array_equal(kept[tuple(coords.T)][decided], (values > 3.0)[decided])
         assert not kept[~candidates].any() and 0 < kept.sum() < candidates.sum()
+
+
+def test_counter_rng_matches_the_reference_and_is_uniform():
+    from plenopack.kernels import counter_rng
+
+    key = counter_rng.stream_key(7, 3, counter_rng.PIXELS)
+    assert key != counter_rng.stream_key(7, 4, counter_rng.PIXELS) != counter_rng.stream_key(8, 3, counter_rng.PIXELS)
+    flat = np.zeros(50_000, np.int64)
+    bg = np.empty((50_000, 3), np.float32)
+    offsets = np.array([0, 60_000, 100_000], np.int64)
+    rays_args = (offsets, np.array([300, 200], np.int64), np.tile(np.eye(4), (2, 1, 1)),
+                 np.tile([100.0, 100.0, 150.0, 100.0], (2, 1)), np.zeros((100_000, 3), np.float32))
+    flat, *_, bg = K.draw_pixel_rays(50_000, key, None, 0.0, np.uint64(5), *rays_args)
+    np.testing.assert_array_equal(flat, (ref.counter_uniform(key, np.arange(50_000)) * 100_000).astype(np.int64))
+    np.testing.assert_allclose(bg.reshape(-1), ref.counter_uniform(np.uint64(5), np.arange(150_000)), atol=1e-7)
+    counts = np.bincount(flat // 10_000, minlength=10)  # ten equal bins of the pixels
+    assert counts.min() > 0.95 * 5000 and counts.max() < 1.05 * 5000
+    assert 0.49 < bg.mean() < 0.51 and bg.min() >= 0.0 and bg.max() < 1.0

@@ -9,7 +9,7 @@ from plenopack.scene.base import Scene
 
 
 class TrainingRays:
-    """All training pixels of a scene, with the targets and masks, for uniform batch sampling.
+    """All training pixels of a scene, with the targets and masks, for uniform batch sampling (`draw`).
 
     Rays are generated per batch from (view, pixel) indices, so memory holds only colours (float32) and
     masks, not origins and directions. Pixel centres are at +0.5 (plenopack's convention).
@@ -37,15 +37,16 @@ class TrainingRays:
         self.count = int(self.offsets[-1])
         self.foreground = None if self.object_mask is None else np.flatnonzero(self.object_mask > 0.5)
 
-    def sample(self, rng: np.random.Generator, n: int, foreground_fraction: float = 0.0) -> np.ndarray:
-        """Flat indices of ``n`` training pixels in random order: uniform over all pixels, except that a
-        ``foreground_fraction`` share is drawn uniformly from mask pixels (when the scene has masks)."""
-        n_fg = int(round(foreground_fraction * n)) if self.foreground is not None and len(self.foreground) else 0
-        flat = rng.integers(0, self.count, size=n)
-        if n_fg:
-            flat[:n_fg] = self.foreground[rng.integers(0, len(self.foreground), size=n_fg)]
-            rng.shuffle(flat)  # the kernels split a batch into one contiguous share per thread: mix the costly rays
-        return flat
+    def draw(self, n: int, pixel_key: np.uint64, foreground_fraction: float = 0.0, bg_key: np.uint64 | None = None,
+             background: np.ndarray | None = None):
+        """A batch of ``n`` training pixels drawn in one parallel kernel from the counter-based stream
+        ``pixel_key`` (`plenopack.kernels.counter_rng`): uniform over all pixels, except that a
+        ``foreground_fraction`` share is drawn uniformly from mask pixels (when the scene has masks), spread
+        evenly over the batch. With ``bg_key`` every ray gets a random background colour from that stream.
+        Returns (flat indices, origins, dirs, targets, object-mask values or None, background) as `batch`."""
+        return kernels.draw_pixel_rays(n, pixel_key, self.foreground, foreground_fraction, bg_key, self.offsets,
+                                       self.widths, self.c2w, self.intrinsics, self.rgb, self.mask,
+                                       self.premultiplied, background, self.object_mask)
 
     def batch(self, flat: np.ndarray, background: np.ndarray | None = None):
         """One parallel kernel (`plenopack.kernels.pixel_rays`) for the pixels with these flat indices:

@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from plenopack import kernels
+from plenopack.kernels import counter_rng
 from plenopack.errors import PlenopackError
 from plenopack.fit.background import background_mode, fixed_colour, init_background
 from plenopack.fit.config import FitConfig
@@ -49,12 +50,13 @@ def learning_rate(start: float, end: float, step: int, horizon: int, delay_steps
 class Trainer:
     """Trains ``grid`` (in place) on ``rays`` with ``config``; `set_grid` after each resampling.
 
-    Deterministic for a given ``rng`` state and numba thread count.
+    Deterministic for a given ``rng`` state, whatever the numba thread count.
     """
 
     def __init__(self, rays: TrainingRays, grid: Grid, config: FitConfig, mode: str,
                  rng: np.random.Generator, quantizer: ValueQuantizer | None = None):
-        self.rays, self.config, self.rng, self.quantizer = rays, config, rng, quantizer
+        self.rays, self.config, self.quantizer = rays, config, quantizer
+        self.seed = int(rng.integers(2 ** 63))  # the counter-based streams of every step derive from it
         self.mode = mode  # constant-background mode: "random", "white" or "black"
         self.fixed_bg = fixed_colour(mode)
         if config.background_model == "msi" and grid.background is None:
@@ -102,13 +104,6 @@ class Trainer:
             return self.grid.density, self.grid.sh
         return self.quantizer.values(self.grid.density, self.grid.sh)
 
-    def _batch_background(self, n: int) -> np.ndarray:
-        """The constant background colours of a batch of ``n`` rays: (n, 3) random or (3,) fixed (an MSI's
-        colours come later, from the rays)."""
-        if self.mode == "random" and self.rays.mask is not None:
-            return self.rng.random((n, 3), dtype=np.float32)
-        return self.fixed_bg
-
     def _step_background(self, rgb, acc, target, bg, bg_rays) -> None:
         """d loss / d background = (1 - acc) d loss / d rgb; RMSProp on the MSI texels with its TV."""
         cfg, msi = self.config, self.msi
@@ -121,12 +116,14 @@ class Trainer:
     def step(self, step: int, horizon: int, tv_scale: float = 1.0) -> float:
         """One optimisation step (``step`` of ``horizon`` sets the learning rates); returns the batch MSE.
 
-        Every stage is a parallel kernel (ray generation, march + scatter, regularisers, optimiser); what runs
-        serially is the random draws (NumPy's generator, for reproducible streams) and the calls."""
+        Every stage is a parallel kernel (pixel and background draws with ray generation, march + scatter,
+        regularisers, optimiser); the random draws are counter-based (`plenopack.kernels.counter_rng`), so a
+        step is the same for any thread count. What runs serially is the calls themselves."""
         cfg, grid, rays = self.config, self.grid, self.rays
-        flat = rays.sample(self.rng, cfg.batch_rays, cfg.foreground_fraction)
-        bg = self._batch_background(len(flat))
-        origins, dirs, target, object_values = rays.batch(flat, bg)
+        random_bg = self.mode == "random" and rays.mask is not None
+        _, origins, dirs, target, object_values, bg = rays.draw(
+            cfg.batch_rays, counter_rng.stream_key(self.seed, step, counter_rng.PIXELS), cfg.foreground_fraction,
+            counter_rng.stream_key(self.seed, step, counter_rng.BACKGROUND) if random_bg else None, self.fixed_bg)
         bg_rays = None
         if self.msi is not None:  # full frames: the targets do not depend on the background
             bg_rays = self.msi.to_frame(origins, dirs)
@@ -142,8 +139,8 @@ class Trainer:
         if not math.isfinite(mse):
             raise PlenopackError(f"training diverged at step {step} (loss {mse}); lower the learning rates")
         if cfg.lambda_tv or cfg.lambda_tv_sh or cfg.lambda_sparsity:
-            rows = self.rng.integers(0, grid.num_voxels, size=self.reg_draws)
-            self.regulariser(rows, grid.density, self.grad_density, cfg.lambda_tv * tv_scale, grid.sh, self.grad_sh,
+            self.regulariser(counter_rng.stream_key(self.seed, step, counter_rng.VOXELS), grid.density,
+                             self.grad_density, cfg.lambda_tv * tv_scale, grid.sh, self.grad_sh,
                              cfg.lambda_tv_sh * tv_scale, cfg.lambda_sparsity, self.row_flags)
         if self.quantizer is not None:
             self.quantizer.route_sh_gradient(self.grad_sh)

@@ -267,3 +267,14 @@ def prune_candidates(links, reso):
     old = links.shape[0]
     idx = np.minimum(((np.arange(reso) + 0.5) * old / reso).astype(np.int64), old - 1)
     return occupied[np.ix_(idx, idx, idx)]
+
+
+def counter_uniform(key, counters):
+    """Reference of kernels.counter_rng.uniform on an array of counters (NumPy's wrapping uint64 arithmetic)."""
+    from plenopack.kernels.counter_rng import _M1, _M2, GOLDEN_GAMMA
+
+    z = np.uint64(key) + (np.asarray(counters, np.uint64) + np.uint64(1)) * np.uint64(GOLDEN_GAMMA)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(_M1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(_M2)
+    z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / 2.0 ** 53

@@ -16,6 +16,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from plenopack.kernels.counter_rng import below
+
 TV_EPS = 1e-9
 _NO_FLAGS = np.zeros(0, np.uint8)
 _NO_COLUMNS = np.zeros((0, 0), np.float32)
@@ -140,8 +142,12 @@ def _unique_rows(draws, owners, mult, unique, unique_mult):
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _regularise_kernel(links, flat_of_row, draws, owners, mult, unique, unique_mult, flat_ids, density, grad_density,
-                       tv_scale, sh, grad_sh, tv_sh_scale, sparsity_weight, terms, neighbours, row_flags, out_loss):
+def _regularise_kernel(links, flat_of_row, draw, key, draws, owners, mult, unique, unique_mult, flat_ids, density,
+                       grad_density, tv_scale, sh, grad_sh, tv_sh_scale, sparsity_weight, terms, neighbours, row_flags,
+                       out_loss):
+    if draw:
+        for j in prange(draws.shape[0]):
+            draws[j] = below(key, j, mult.shape[0])
     n_unique = _unique_rows(draws, owners, mult, unique, unique_mult)
     for u in prange(draws.shape[0]):
         flat_ids[u] = flat_of_row[unique[u]] if unique[u] >= 0 else -1
@@ -157,6 +163,7 @@ class Regulariser:
     def __init__(self, links: np.ndarray, flat_of_row: np.ndarray, num_sh: int, draws: int):
         self.links, self.flat_of_row = links, np.ascontiguousarray(flat_of_row, np.int64)
         n = len(flat_of_row)
+        self.draws = np.empty(draws, np.int64)
         self.mult = np.zeros(n, np.int32)
         self.unique = np.empty(draws, np.int64)
         self.unique_mult = np.empty(draws, np.float32)
@@ -165,23 +172,27 @@ class Regulariser:
         self.neighbours = np.empty((draws, 3), np.int64)
         self.loss = np.empty(draws, np.float64)
 
-    def __call__(self, rows: np.ndarray, density: np.ndarray, grad_density: np.ndarray, lambda_tv: float,
+    def __call__(self, rows: np.ndarray | np.uint64, density: np.ndarray, grad_density: np.ndarray, lambda_tv: float,
                  sh: np.ndarray, grad_sh: np.ndarray, lambda_tv_sh: float, lambda_sparsity: float,
                  row_flags: np.ndarray | None = None) -> float:
         """Add the gradients of lambda_tv TV(density) + lambda_tv_sh TV(SH) (each a mean over the drawn
         ``rows``, with repeats; see `tv_grad`) + lambda_sparsity Cauchy(density) (a mean over the distinct
         rows; see `reference.sparsity_grad`) into grad_density (N,) and grad_sh (N, C); set ``row_flags`` on
-        every row given a gradient. Returns the TV loss."""
-        draws = np.ascontiguousarray(rows, np.int64)
-        if len(draws) != len(self.unique):
-            raise ValueError(f"expected {len(self.unique)} rows, got {len(draws)}")
+        every row given a gradient. ``rows``: the drawn rows (int array), or a counter-based stream key
+        (`plenopack.kernels.counter_rng`) to draw them uniformly in the kernel. Returns the TV loss."""
+        draw = np.isscalar(rows)
+        if not draw:
+            if len(rows) != len(self.draws):
+                raise ValueError(f"expected {len(self.draws)} rows, got {len(rows)}")
+            self.draws[:] = rows
         n = density.shape[0]
         values_sh, grad_sh = (sh, grad_sh) if lambda_tv_sh else (_NO_COLUMNS, _NO_COLUMNS)
-        _regularise_kernel(self.links, self.flat_of_row, draws, numba.get_num_threads(), self.mult, self.unique,
-                           self.unique_mult, self.flat_ids, density.reshape(n, 1), grad_density.reshape(n, 1),
-                           np.float32(lambda_tv / len(draws)), values_sh, grad_sh, np.float32(lambda_tv_sh / len(draws)),
-                           np.float32(lambda_sparsity), self.terms, self.neighbours,
-                           _NO_FLAGS if row_flags is None else row_flags, self.loss)
+        scale = 1.0 / len(self.draws)
+        _regularise_kernel(self.links, self.flat_of_row, draw, np.uint64(rows if draw else 0), self.draws,
+                           numba.get_num_threads(), self.mult, self.unique, self.unique_mult, self.flat_ids,
+                           density.reshape(n, 1), grad_density.reshape(n, 1), np.float32(lambda_tv * scale), values_sh,
+                           grad_sh, np.float32(lambda_tv_sh * scale), np.float32(lambda_sparsity), self.terms,
+                           self.neighbours, _NO_FLAGS if row_flags is None else row_flags, self.loss)
         return float(self.loss.sum())
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -120,6 +121,7 @@ def _march_records(links, density, sh, basis_count, origins, dirs, background, b
                    chunk_count, counts, shift, out_rgb, out_acc, out_sqerr):
     """Forward + backward of every ray, chunk by chunk (one chunk of consecutive rays per parallel iteration),
     into sample records (see `plenopack.kernels.scatter`); chunk_count[k] = -1 when chunk k ran out of room.
+    Returns (chunks that ran out of room, sum of the squared errors in ray order).
 
     The loss gradient per ray is that of `render_rays_grad` (MSE, beta, opacity floor: vjp False) or given
     (grad_rgb (B, 3) and grad_acc (B,): vjp True).
@@ -245,6 +247,14 @@ def _march_records(links, density, sh, basis_count, origins, dirs, background, b
                         counts[k, row >> shift] += 1
                 trans = t_next
         chunk_count[k] = -1 if full else s - chunk_base[k]
+    full_chunks = 0
+    for k in range(nchunks):
+        if chunk_count[k] < 0:
+            full_chunks += 1
+    sqerr_sum = 0.0
+    for r in range(nrays):
+        sqerr_sum += out_sqerr[r]
+    return full_chunks, sqerr_sum
 
 
 def max_samples_per_ray(reso: int, step_size: float) -> int:
@@ -292,7 +302,7 @@ def march_and_scatter(links, density, sh, sh_degree, origins, dirs, bg, stride, 
                       occupancy, workspace: GradWorkspace, grad_density, grad_sh, row_flags, vjp, target=None,
                       beta_weight=0.0, min_acc=None, min_acc_weight=0.0, grad_rgb=None, grad_acc=None):
     """Run `_march_records` (growing the workspace's records until every chunk fits), then scatter the records
-    into grad_density / grad_sh. Returns (rgb (B, 3), acc (B,), squared error per ray (B,))."""
+    into grad_density / grad_sh. Returns (rgb (B, 3), acc (B,), sum of the squared errors)."""
     n = origins.shape[0]
     for name, g in (("grad_density", grad_density), ("grad_sh", grad_sh)):
         if not g.flags.c_contiguous or g.dtype != np.float32:
@@ -301,7 +311,7 @@ def march_and_scatter(links, density, sh, sh_degree, origins, dirs, bg, stride, 
     acc = np.empty(n, dtype=np.float32)
     sqerr = np.zeros(n, dtype=np.float32)
     if n == 0:
-        return rgb, acc, sqerr
+        return rgb, acc, 0.0
     cells, block, use = _occupancy_args(occupancy)
     ws = workspace
     no_rays = np.zeros((0, 3), np.float32)
@@ -313,15 +323,18 @@ def march_and_scatter(links, density, sh, sh_degree, origins, dirs, bg, stride, 
             _NO_MIN_ACC if grad_acc is None else grad_acc)
     while True:
         chunks, shift, base, count, counts = ws.layout(n, max_samples_per_ray(links.shape[0], step_size))
-        _march_records(links, density, sh, (sh_degree + 1) ** 2, *args, ws.rec_rows, ws.rec_weights, ws.rec_vals,
-                       ws.rec_ray, ws.basis, base, count, counts, shift, rgb, acc, sqerr)
-        if (count >= 0).all():
+        with numba.parallel_chunksize(1):  # one chunk per task: a load-balancing layer (tbb) deals them out
+            full, sqerr_sum = _march_records(links, density, sh, (sh_degree + 1) ** 2, *args, ws.rec_rows,
+                                             ws.rec_weights, ws.rec_vals, ws.rec_ray, ws.basis, base, count, counts,
+                                             shift, rgb, acc, sqerr)
+        if full == 0:
             break
         ws.grow()
-    scatter_records(ws.rec_rows, ws.rec_weights, ws.rec_vals, ws.rec_ray, ws.basis, (sh_degree + 1) ** 2, base,
-                    count, counts, shift, ws.entries, grad_density, grad_sh,
-                    _NO_FLAGS if row_flags is None else row_flags)
-    return rgb, acc, sqerr
+    with numba.parallel_chunksize(1):
+        scatter_records(ws.rec_rows, ws.rec_weights, ws.rec_vals, ws.rec_ray, ws.basis, (sh_degree + 1) ** 2, base,
+                        count, counts, shift, ws.entries, grad_density, grad_sh,
+                        _NO_FLAGS if row_flags is None else row_flags)
+    return rgb, acc, sqerr_sum
 
 
 def render_rays_grad(links, density, sh, sh_degree, origins, dirs, target, background, grad_density, grad_sh,
@@ -346,8 +359,8 @@ def render_rays_grad(links, density, sh, sh_degree, origins, dirs, target, backg
         workspace = GradWorkspace(density.shape[0], sh.shape[1])
     if row_flags is not None and row_flags.shape != (density.shape[0],):
         raise ValueError(f"row_flags must be ({density.shape[0]},), got {row_flags.shape}")
-    rgb, acc, sqerr = march_and_scatter(links, density, sh, sh_degree, origins, dirs, bg, stride, step_size,
-                                        stop_thresh, near, occupancy, workspace, grad_density, grad_sh, row_flags,
-                                        False, target=target, beta_weight=beta_weight, min_acc=min_acc,
-                                        min_acc_weight=min_acc_weight)
-    return rgb, acc, float(sqerr.sum(dtype=np.float64) / (3 * n)) if n else 0.0
+    rgb, acc, sqerr_sum = march_and_scatter(links, density, sh, sh_degree, origins, dirs, bg, stride, step_size,
+                                            stop_thresh, near, occupancy, workspace, grad_density, grad_sh, row_flags,
+                                            False, target=target, beta_weight=beta_weight, min_acc=min_acc,
+                                            min_acc_weight=min_acc_weight)
+    return rgb, acc, float(sqerr_sum / (3 * n)) if n else 0.0

@@ -29,7 +29,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-BUCKETS_PER_CHUNK = 64  # buckets per chunk of rays: enough to split the rows into groups of equal work
+CHUNKS_PER_THREAD = 4  # chunks of rays per thread (layers that balance load, tbb, hand them out dynamically)
+BUCKETS_PER_CHUNK = 16  # buckets of rows per chunk: enough to split the rows into groups of equal work
 RECORD_SLACK = 32  # initial record capacity in samples per ray (grown on demand)
 MAX_RECORDS = 1 << 28  # entries are int32 (record * 8 + corner)
 
@@ -98,8 +99,8 @@ class GradWorkspace:
     """Scratch of the gradient kernels, reused across calls (make one per grid): the per-row flags, the
     sample records and their entries (see the module docstring), grown on demand and never per thread.
 
-    ``chunks``: ray chunks per batch (default: the numba thread count at call time); results do not depend
-    on it. ``capacity``: initial record capacity in samples (default: `RECORD_SLACK` per ray of the first
+    ``chunks``: ray chunks per batch (default: `CHUNKS_PER_THREAD` x the numba thread count at call time);
+    results do not depend on it. ``capacity``: initial record capacity in samples (default: `RECORD_SLACK` per ray of the first
     batch).
     """
 
@@ -115,6 +116,7 @@ class GradWorkspace:
         self.rec_ray = np.empty(0, np.int32)
         self.entries = np.empty(0, np.int32)
         self.basis = np.empty((0, 16), np.float32)
+        self._layout: tuple = ()
 
     def fits(self, num_voxels: int, num_sh: int) -> bool:
         return self.shape == (num_voxels, num_sh)
@@ -127,14 +129,15 @@ class GradWorkspace:
     def layout(self, nrays: int, max_per_ray: int) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
         """(chunks K, bucket shift, chunk_base (K,), chunk_count (K,), counts (K, NB)) for a batch of ``nrays``;
         makes sure the records hold at least one longest ray per chunk."""
-        k = max(1, min(self.chunks or numba.get_num_threads(), nrays))
-        buckets = BUCKETS_PER_CHUNK * k
-        shift = max(0, math.ceil(math.log2(max(self.shape[0], 1) / buckets)))
-        nbuckets = max(1, -(-self.shape[0] // (1 << shift)))
+        k = max(1, min(self.chunks or CHUNKS_PER_THREAD * numba.get_num_threads(), nrays))
         self.reserve(max(self._wanted, RECORD_SLACK * nrays, k * max_per_ray), nrays)
-        per_chunk = self.capacity // k
-        base = np.arange(k, dtype=np.int64) * per_chunk
-        return k, shift, base, np.zeros(k, np.int64), np.zeros((k, nbuckets), np.int64)
+        key = (k, nrays, self.capacity)
+        if not self._layout or self._layout[0] != key:  # the arrays are reused: the kernels fill them in
+            shift = max(0, math.ceil(math.log2(max(self.shape[0], 1) / (BUCKETS_PER_CHUNK * k))))
+            nbuckets = max(1, -(-self.shape[0] // (1 << shift)))
+            base = np.arange(k, dtype=np.int64) * (self.capacity // k)
+            self._layout = (key, (k, shift, base, np.zeros(k, np.int64), np.zeros((k, nbuckets), np.int64)))
+        return self._layout[1]
 
     def reserve(self, samples: int, nrays: int) -> None:
         """Room for ``samples`` records and ``nrays`` rays' SH bases."""

@@ -25,17 +25,22 @@ THREAD_ENV_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS
 
 # numba's threading layer per kind of process, in order of preference (the first one that loads is used).
 # numba fixes the layer at a process's first parallel launch, so this has to be chosen before any kernel runs.
-# - GNU OpenMP (numba's "omp" on Linux) aborts a forked child of a process that used it, so processes that fork
-#   (torch DataLoader workers, multiprocessing "fork") take tbb or workqueue.
-# - workqueue aborts when two Python threads launch kernels at once, so processes whose threads render
-#   concurrently (the viewer's server) take tbb or omp.
-# - fitting processes and build workers (spawned, one launching thread, no forks) take the fastest layer.
-#   Measured on a fit step (lego, 128^3, batch 5000; bench/bench_fit.py --layers), 2 cores, 2 threads:
-#   see FIT_LAYERS_MEASURED below.
-FIT_LAYERS_MEASURED = "workqueue, omp and tbb within 3% of each other per step (2 cores, 2 threads)"
+# Measured on the 2-core machine (bench: an empty prange kernel, 20,000 launches; a forked child then runs it):
+#   workqueue  51 us per launch at 1 thread, 54 us at 2; the forked child runs
+#   omp         3 us at 1 thread, 38 us at 2 (GNU OpenMP); the forked child is terminated (unsafe after fork)
+#   tbb         5 us at 1 thread,  6 us at 2; the forked child runs
+# A training step launches about 14 parallel regions, so workqueue alone costs ~0.7 ms of serial time per step
+# (1-2% of a step at 1 thread, 15-20% at 16). Hence:
+# - fitting processes and build workers (spawned, one launching thread, no forks) take tbb, else omp (with
+#   OMP_WAIT_POLICY=passive in workers, `thread_env`), else workqueue;
+# - processes that fork (torch DataLoader workers, multiprocessing "fork") take tbb or workqueue, never GNU
+#   OpenMP;
+# - processes whose threads launch kernels concurrently (the viewer's server) take tbb or omp: workqueue aborts
+#   on concurrent launches.
+# tbb comes from the optional ``tbb`` extra (pip install 'plenopack[tbb]').
 LAYERS = {
-    "fit": ("workqueue", "omp", "tbb"),
-    "worker": ("workqueue", "omp", "tbb"),
+    "fit": ("tbb", "omp", "workqueue"),
+    "worker": ("tbb", "omp", "workqueue"),
     "loader": ("tbb", "workqueue"),
     "server": ("tbb", "omp"),
 }

@@ -140,7 +140,8 @@ class KernelClock:
                     for name, (s, k) in self.sections.items()}
         inside = sum(k for _, k in self.sections.values())
         other = total_s - sum(s for s, _ in self.sections.values())
-        sections["other"] = {"seconds": round(other, 3), "outside_kernels_s": round(other - (self.kernel_s - inside), 3)}
+        sections["other"] = {"seconds": round(other, 3),
+                             "outside_kernels_s": round(other - (self.kernel_s - inside), 3)}
         steps = self.sections.get("steps", [0.0, 0.0])
         return {"serial_share": round((total_s - self.kernel_s) / total_s, 4),
                 "serial_share_of_steps": round((steps[0] - steps[1]) / steps[0], 4) if steps[0] else None,

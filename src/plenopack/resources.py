@@ -25,22 +25,25 @@ THREAD_ENV_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS
 
 # numba's threading layer per kind of process, in order of preference (the first one that loads is used).
 # numba fixes the layer at a process's first parallel launch, so this has to be chosen before any kernel runs.
-# Measured on the 2-core machine (bench: an empty prange kernel, 20,000 launches; a forked child then runs it):
+# Measured on the shared 2-core machine (an empty prange kernel, 20,000 launches; then a forked child runs it):
 #   workqueue  51 us per launch at 1 thread, 54 us at 2; the forked child runs
 #   omp         3 us at 1 thread, 38 us at 2 (GNU OpenMP); the forked child is terminated (unsafe after fork)
 #   tbb         5 us at 1 thread,  6 us at 2; the forked child runs
-# A training step launches about 14 parallel regions, so workqueue alone costs ~0.7 ms of serial time per step
-# (1-2% of a step at 1 thread, 15-20% at 16). Hence:
-# - fitting processes and build workers (spawned, one launching thread, no forks) take tbb, else omp (with
-#   OMP_WAIT_POLICY=passive in workers, `thread_env`), else workqueue;
+# and a short lego fit (fast, 100 + 300 steps; bench/bench_fit.py --scaling --layer L; other fits running):
+#   workqueue 46.5 s at 1 thread, 43.1 s at 2; tbb 41.3 s and 42.0 s; omp 48.5 s and 95.9 s (its threads spin
+#   at barriers, which is ruinous when the cores are shared); the fitted grids are bit-identical.
+# A training step launches about 14 parallel regions: workqueue's launches alone are ~0.7 ms of serial time per
+# step. Hence:
+# - fitting processes and build workers (spawned, one launching thread, no forks) take tbb, else workqueue
+#   (never omp: several workers or other programs share the cores);
 # - processes that fork (torch DataLoader workers, multiprocessing "fork") take tbb or workqueue, never GNU
 #   OpenMP;
 # - processes whose threads launch kernels concurrently (the viewer's server) take tbb or omp: workqueue aborts
 #   on concurrent launches.
 # tbb comes from the optional ``tbb`` extra (pip install 'plenopack[tbb]').
 LAYERS = {
-    "fit": ("tbb", "omp", "workqueue"),
-    "worker": ("tbb", "omp", "workqueue"),
+    "fit": ("tbb", "workqueue"),
+    "worker": ("tbb", "workqueue"),
     "loader": ("tbb", "workqueue"),
     "server": ("tbb", "omp"),
 }
@@ -148,7 +151,7 @@ def threads_per_worker(workers: int, cpus: int | None = None) -> int:
 def thread_env(threads: int) -> dict[str, str]:
     """Environment variables that size every thread pool of a new process to ``threads`` (numba, OpenMP and
     torch's intra-op pool, OpenBLAS, MKL, Accelerate, numexpr); OMP_WAIT_POLICY=passive keeps idle OpenMP
-    threads from spinning on CPUs that other workers use."""
+    threads (torch's, OpenBLAS's) from spinning on CPUs that other workers use."""
     env = {name: str(threads) for name in THREAD_ENV_VARS}
     env["OMP_WAIT_POLICY"] = "passive"
     return env
@@ -244,5 +247,9 @@ def default_threading() -> None:
         os.environ["NUMBA_NUM_THREADS"] = str(available_cpus())
     import numba
 
-    if numba.config.THREADING_LAYER == "default" and numba_layer_in_use() is None:
+    if numba_layer_in_use() is not None:
+        return
+    if numba.config.THREADING_LAYER == "default":
         _choose_layer(LAYERS[_process_kind or "loader"])
+    elif numba.config.THREADING_LAYER in ("tbb", "safe", "threadsafe", "forksafe"):  # chosen by the environment
+        _tbb_loadable()

@@ -23,8 +23,8 @@ from plenopack.kernels.sampling import max_ray_weights, trilinear_sample  # noqa
 from plenopack.kernels.voxels import box_dilate, empty_links, flat_of_row, morton_coords, prune_mask  # noqa: E402
 
 __all__ = [
-    "GradWorkspace", "Occupancy", "Regulariser", "all_finite", "box_dilate", "build_occupancy", "draw_pixel_rays", "empty_links",
-    "flat_of_row", "max_ray_weights", "morton_coords", "msi_colour", "msi_grad", "msi_tv_grad", "pixel_rays",
+    "GradWorkspace", "Occupancy", "Regulariser", "all_finite", "box_dilate", "build_occupancy", "draw_pixel_rays",
+    "empty_links", "flat_of_row", "max_ray_weights", "morton_coords", "msi_colour", "msi_grad", "msi_tv_grad", "pixel_rays",
     "prune_mask", "render_rays", "render_rays_grad", "render_rays_vjp", "rmsprop_flagged", "rmsprop_step", "sh_basis",
     "trilinear_sample", "tv_grad",
 ]

@@ -22,8 +22,9 @@ _NO_PIXELS = np.zeros(0, np.int64)
 
 
 @njit(parallel=True, cache=True)
-def _pixel_rays_kernel(flat, draw, pixel_key, n_foreground, foreground, random_bg, bg_key, offsets, widths, c2w, intrinsics, rgb,
-                       mask, premultiplied, background, bg_stride, object_mask, origins, dirs, targets, object_values):
+def _pixel_rays_kernel(flat, draw, pixel_key, n_foreground, foreground, random_bg, bg_key, offsets, widths, c2w,
+                       intrinsics, rgb, mask, premultiplied, background, bg_stride, object_mask, origins, dirs, targets,
+                       object_values):
     use_mask = mask.shape[0] > 0
     use_object = object_values.shape[0] > 0
     nrays = flat.shape[0]
@@ -81,8 +82,8 @@ def pixel_rays(flat: np.ndarray, offsets: np.ndarray, widths: np.ndarray, c2w: n
     n = flat.shape[0]
     bg = np.zeros((1, 3), np.float32) if background is None else np.asarray(background, np.float32).reshape(-1, 3)
     stride = 1 if bg.shape[0] == n and n > 1 else 0
-    return _run(flat, False, np.uint64(0), 0, _NO_PIXELS, False, np.uint64(0), offsets, widths, c2w, intrinsics, rgb, mask,
-                premultiplied, np.ascontiguousarray(bg), stride, object_mask)[:4]
+    return _run(flat, False, np.uint64(0), 0, _NO_PIXELS, False, np.uint64(0), offsets, widths, c2w, intrinsics,
+                rgb, mask, premultiplied, np.ascontiguousarray(bg), stride, object_mask)
 
 
 def draw_pixel_rays(n: int, pixel_key: np.uint64, foreground: np.ndarray | None, foreground_fraction: float,
@@ -116,7 +117,7 @@ def _run(flat, draw, pixel_key, n_fg, foreground, random_bg, bg_key, offsets, wi
     dirs = np.empty((n, 3), np.float32)
     targets = np.empty((n, 3), np.float32)
     object_values = np.empty(n if object_mask is not None else 0, np.float32)
-    _pixel_rays_kernel(flat, draw, pixel_key, n_fg, foreground, random_bg, bg_key, offsets, widths, c2w, intrinsics, rgb,
-                       _NO_MASK if mask is None else mask, premultiplied, bg, stride,
+    _pixel_rays_kernel(flat, draw, pixel_key, n_fg, foreground, random_bg, bg_key, offsets, widths, c2w, intrinsics,
+                       rgb, _NO_MASK if mask is None else mask, premultiplied, bg, stride,
                        _NO_MASK if object_mask is None else object_mask, origins, dirs, targets, object_values)
     return origins, dirs, targets, object_values if object_mask is not None else None

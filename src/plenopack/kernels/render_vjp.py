@@ -4,7 +4,8 @@
 and opacity-floor terms). Here the caller gives d L / d rgb (B, 3) and d L / d acc (B,) per ray, so an
 autograd system (`plenopack.torch`) can put any loss on top. The march, sample records and the
 deterministic scatter are those of render.py (the same kernel, in its vjp mode); with T_k the transmittance
-before sample k, w_k = T_k alpha_k, c_k the clamped colour, g = d L / d rgb, g_acc = d L / d acc and rest_k = rgb - sum_{j<=k} w_j c_j:
+before sample k, w_k = T_k alpha_k, c_k the clamped colour, g = d L / d rgb, g_acc = d L / d acc and
+rest_k = rgb - sum_{j<=k} w_j c_j:
 
     d L / d sigma_k   = dt * (g . (T_{k+1} c_k - rest_k)) + g_acc * T_final * dt
     d L / d raw c_k   = g * w_k where 0 < raw < 1, else 0 (the clamp)

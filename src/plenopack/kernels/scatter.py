@@ -100,8 +100,8 @@ class GradWorkspace:
     sample records and their entries (see the module docstring), grown on demand and never per thread.
 
     ``chunks``: ray chunks per batch (default: `CHUNKS_PER_THREAD` x the numba thread count at call time);
-    results do not depend on it. ``capacity``: initial record capacity in samples (default: `RECORD_SLACK` per ray of the first
-    batch).
+    results do not depend on it. ``capacity``: initial record capacity in samples (default: `RECORD_SLACK` per
+    ray of the first batch).
     """
 
     def __init__(self, num_voxels: int, num_sh: int, chunks: int | None = None, capacity: int = 0):

@@ -115,3 +115,24 @@ def test_foreground_fraction_sampling(lego_small):
     assert full_frame.mask is None and full_frame.foreground is not None
     with pytest.raises(PlenopackError, match="foreground_fraction"):
         load_preset("tiny", foreground_fraction=1.5)
+
+
+def test_fit_is_identical_for_any_thread_count(lego_small):
+    """Every draw is counter-based and every gradient sum runs in a fixed order: 1 and 2 threads fit the same
+    grid, bit for bit."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs NUMBA_NUM_THREADS >= 2")
+    config = load_preset("tiny", steps=[20, 20])
+    before = numba.get_num_threads()
+    grids = []
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            grids.append(fit(lego_small, config).grid)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(grids[0].links, grids[1].links)
+    np.testing.assert_array_equal(grids[0].density, grids[1].density)
+    np.testing.assert_array_equal(grids[0].sh, grids[1].sh)

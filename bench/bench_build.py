@@ -87,7 +87,7 @@ def manifest_ops(n: int = 18_600) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="1x2,2x1", help="comma-separated WORKERSxTHREADS")
-    parser.add_argument("--scenes", type=int, default=4, help="copies of the scene to build per configuration")
+    parser.add_argument("--scenes", type=int, default=8, help="copies of the scene to build per configuration")
     parser.add_argument("--scene", default=str(ROOT / "data" / "scenes" / "lego"))
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--max-side", type=int, default=100)

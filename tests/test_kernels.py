@@ -489,3 +489,11 @@ def test_counter_rng_matches_the_reference_and_is_uniform():
     counts = np.bincount(flat // 10_000, minlength=10)  # ten equal bins of the pixels
     assert counts.min() > 0.95 * 5000 and counts.max() < 1.05 * 5000
     assert 0.49 < bg.mean() < 0.51 and bg.min() >= 0.0 and bg.max() < 1.0
+
+
+def test_uncomposite_matches_numpy():
+    rng = np.random.default_rng(4)
+    rgb, mask = rng.random((500, 3)).astype(np.float32), rng.random(500).astype(np.float32)
+    expect = rgb - (1.0 - mask)[:, None] * np.array([1.0, 0.5, 0.25], np.float32)
+    K.uncomposite(rgb, mask, (1.0, 0.5, 0.25))
+    np.testing.assert_allclose(rgb, expect, atol=1e-6)

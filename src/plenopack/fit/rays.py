@@ -23,16 +23,16 @@ class TrainingRays:
         counts = np.array([h * w for h, w in sizes], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.widths = np.array([w for _, w in sizes], dtype=np.int64)
-        self.rgb = np.concatenate([scene.images[i].reshape(-1, 3) for i in ids]).astype(np.float32)
+        self.rgb = np.concatenate([scene.images[i].reshape(-1, 3) for i in ids], dtype=np.float32)
         self.mask = None  # masks the targets are composited with (use_masks), else None
         self.object_mask = None  # the scene's masks whether or not targets use them (foreground sampling, lambda_mask)
         self.premultiplied = False  # rgb already holds colour x mask (RGBA captures)
         if scene.masks is not None:
-            self.object_mask = np.concatenate([scene.masks[i].reshape(-1) for i in ids]).astype(np.float32)
+            self.object_mask = np.concatenate([scene.masks[i].reshape(-1) for i in ids], dtype=np.float32)
         if self.object_mask is not None and use_masks:
             self.mask = self.object_mask
             if scene.composited_on is not None:  # undo the loader's compositing: keep premultiplied colour
-                self.rgb -= (1.0 - self.mask)[:, None] * np.asarray(scene.composited_on, np.float32)
+                kernels.uncomposite(self.rgb, self.mask, scene.composited_on)
                 self.premultiplied = True
         self.count = int(self.offsets[-1])
         self.foreground = None if self.object_mask is None else np.flatnonzero(self.object_mask > 0.5)

@@ -121,3 +121,16 @@ def _run(flat, draw, pixel_key, n_fg, foreground, random_bg, bg_key, offsets, wi
                        rgb, _NO_MASK if mask is None else mask, premultiplied, bg, stride,
                        _NO_MASK if object_mask is None else object_mask, origins, dirs, targets, object_values)
     return origins, dirs, targets, object_values if object_mask is not None else None
+
+
+@njit(parallel=True, cache=True)
+def _uncomposite_kernel(rgb, mask, colour):
+    for n in prange(rgb.shape[0]):
+        for ch in range(3):
+            rgb[n, ch] -= (1.0 - mask[n]) * colour[ch]
+
+
+def uncomposite(rgb: np.ndarray, mask: np.ndarray, colour) -> None:
+    """In place, rgb (P, 3) float32 composited on ``colour`` with alpha ``mask`` (P,) back to premultiplied
+    colour: rgb -= (1 - mask) * colour."""
+    _uncomposite_kernel(rgb, mask, np.asarray(colour, np.float32))

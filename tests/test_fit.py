@@ -90,10 +90,10 @@ def test_random_background_targets(lego_small):
     rays = TrainingRays(lego_small)
     assert rays.premultiplied
     flat = np.arange(rays.count)
-    t_white = rays.targets(flat, np.ones(3, np.float32))
+    t_white = rays.batch(flat, np.ones(3, np.float32))[2]
     expect = np.concatenate([lego_small.images[i].reshape(-1, 3) for i in lego_small.train_ids])
     np.testing.assert_allclose(t_white, expect, atol=1e-6)
-    t_black = rays.targets(flat, np.zeros(3, np.float32))
+    t_black = rays.batch(flat, np.zeros(3, np.float32))[2]
     bg_pixels = rays.mask < 1e-3
     assert np.all(t_black[bg_pixels] < 1e-5)
 
@@ -102,13 +102,37 @@ def test_foreground_fraction_sampling(lego_small):
     rays = TrainingRays(lego_small)
     object_share = float((rays.object_mask > 0.5).mean())
     assert 0.05 < object_share < 0.5
-    uniform = rays.sample(np.random.default_rng(0), 20000)
-    biased = rays.sample(np.random.default_rng(0), 20000, foreground_fraction=0.6)
+    uniform = rays.draw(20000, np.uint64(11))[0]
+    biased = rays.draw(20000, np.uint64(11), foreground_fraction=0.6)[0]
     assert abs(float((rays.object_mask[uniform] > 0.5).mean()) - object_share) < 0.02
     on_object = float((rays.object_mask[biased] > 0.5).mean())
     assert on_object == pytest.approx(0.6 + 0.4 * object_share, abs=0.02)  # 60% forced, the rest uniform
-    np.testing.assert_array_equal(biased, rays.sample(np.random.default_rng(0), 20000, foreground_fraction=0.6))
+    for chunk in np.array_split(rays.object_mask[biased] > 0.5, 8):  # spread evenly: every chunk of rays gets its share
+        assert chunk.mean() == pytest.approx(0.6 + 0.4 * object_share, abs=0.05)
+    np.testing.assert_array_equal(biased, rays.draw(20000, np.uint64(11), foreground_fraction=0.6)[0])
+    assert not np.array_equal(biased, rays.draw(20000, np.uint64(12), foreground_fraction=0.6)[0])
     full_frame = TrainingRays(lego_small, use_masks=False)  # masks still steer sampling on full frames
     assert full_frame.mask is None and full_frame.foreground is not None
     with pytest.raises(PlenopackError, match="foreground_fraction"):
         load_preset("tiny", foreground_fraction=1.5)
+
+
+def test_fit_is_identical_for_any_thread_count(lego_small):
+    """Every draw is counter-based and every gradient sum runs in a fixed order: 1 and 2 threads fit the same
+    grid, bit for bit."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs NUMBA_NUM_THREADS >= 2")
+    config = load_preset("tiny", steps=[20, 20])
+    before = numba.get_num_threads()
+    grids = []
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            grids.append(fit(lego_small, config).grid)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(grids[0].links, grids[1].links)
+    np.testing.assert_array_equal(grids[0].density, grids[1].density)
+    np.testing.assert_array_equal(grids[0].sh, grids[1].sh)

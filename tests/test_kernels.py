@@ -179,7 +179,67 @@ def test_gradient_accumulates_and_workspace_is_reusable():
     K.render_rays_grad(g.links, g.density, g.sh, 1, o, d, target, np.ones(3, np.float32), gd2, gs2, workspace=ws)
     np.testing.assert_allclose(gd2, 2 * gd1, rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(gs2, 2 * gs1, rtol=1e-5, atol=1e-9)
-    assert not ws.buf_sh.any() and not ws.buf_density.any() and not ws.row_flags.any()
+    assert not ws.row_flags.any()  # flags are set only where the caller asks for them
+
+
+def _grad_with(g, o, d, target, bg, workspace):
+    gd, gs = np.zeros_like(g.density), np.zeros_like(g.sh)
+    flags = np.zeros(g.num_voxels, np.uint8)
+    rgb, acc, mse = K.render_rays_grad(g.links, g.density, g.sh, g.sh_degree, o, d, target, bg, gd, gs,
+                                       workspace=workspace, row_flags=flags, beta_weight=1e-3)
+    return gd, gs, flags, rgb, mse
+
+
+def test_gradients_are_bit_identical_for_any_chunking_and_capacity():
+    """The scatter sums each row's contributions in ray order whatever the chunks (threads) and however
+    often the records had to grow: the results are bit-identical, and equal to the NumPy reference."""
+    g = random_grid(reso=12, sh_degree=2, seed=13)
+    o, d = random_rays(400, seed=14)
+    rng = np.random.default_rng(15)
+    target = rng.random((len(o), 3)).astype(np.float32)
+    bg = rng.random((len(o), 3)).astype(np.float32)
+    first = _grad_with(g, o, d, target, bg, K.GradWorkspace(g.num_voxels, g.sh.shape[1], chunks=1))
+    for chunks, capacity in ((2, 0), (3, 10), (7, 1), (64, 0)):
+        ws = K.GradWorkspace(g.num_voxels, g.sh.shape[1], chunks=chunks, capacity=capacity)
+        other = _grad_with(g, o, d, target, bg, ws)
+        for a, b in zip(first, other):
+            np.testing.assert_array_equal(a, b)
+    _, gd_ref, gs_ref = ref.render_rays_grad(g.links, g.density.astype(np.float64), g.sh.astype(np.float64), 2, o,
+                                             d, target, bg)
+    gd, gs = np.zeros_like(g.density), np.zeros_like(g.sh)
+    K.render_rays_grad(g.links, g.density, g.sh, 2, o, d, target, bg, gd, gs,
+                       workspace=K.GradWorkspace(g.num_voxels, g.sh.shape[1], chunks=5, capacity=3))
+    np.testing.assert_allclose(gd, gd_ref, atol=2e-5 * np.abs(gd_ref).max())
+    np.testing.assert_allclose(gs, gs_ref, atol=2e-5 * np.abs(gs_ref).max())
+
+
+def test_gradients_are_bit_identical_across_thread_counts():
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs NUMBA_NUM_THREADS >= 2")
+    g = random_grid(reso=12, sh_degree=1, seed=16)
+    o, d = random_rays(300, seed=17)
+    target = np.random.default_rng(18).random((len(o), 3)).astype(np.float32)
+    bg = np.ones(3, np.float32)
+    results = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            results.append(_grad_with(g, o, d, target, bg, K.GradWorkspace(g.num_voxels, g.sh.shape[1])))
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_gradient_workspace_memory_is_bounded():
+    """No per-thread copies of the gradients: a 512^3-sized grid (10M rows) and 16 threads' worth of chunks
+    cost the row flags plus records proportional to the batch, not (threads - 1) x N x C floats."""
+    ws = K.GradWorkspace(10_000_000, 27, chunks=16)
+    ws.layout(5000, 1800)
+    assert ws.nbytes < 10_000_000 + 5000 * 40 * 120
+    assert ws.nbytes < 0.01 * 15 * 10_000_000 * 27 * 4
 
 
 def test_row_flags_mark_every_row_given_a_gradient():
@@ -223,6 +283,13 @@ def test_max_ray_weights_matches_reference():
     w_ref = ref.max_ray_weights(g.links, g.density.astype(np.float64), g.sh.astype(np.float64), 0, o, d)
     np.testing.assert_allclose(w, w_ref, atol=1e-5)
     assert w.max() > 0.1
+    from plenopack.kernels import sampling
+    budget = sampling.MAX_WEIGHT_BUFFER_BYTES
+    sampling.MAX_WEIGHT_BUFFER_BYTES = 1  # one chunk: the same maxima
+    try:
+        np.testing.assert_array_equal(K.max_ray_weights(g.links, g.density, o, d), w)
+    finally:
+        sampling.MAX_WEIGHT_BUFFER_BYTES = budget
 
 
 def test_tv_gradient_matches_finite_differences():
@@ -246,13 +313,63 @@ def test_tv_gradient_matches_finite_differences():
     assert np.abs(grad_d).sum() > 0
 
 
-def test_sparsity_gradient():
+def test_sparsity_reference():
     density = np.array([0.0, 1.0, -2.0, 3.0], np.float32)
-    grad = np.zeros_like(density)
-    loss = K.sparsity_grad(density, np.array([1, 2, 3]), 0.3, grad)
+    loss, grad = ref.sparsity_grad(density, np.array([1, 2, 3, 3]), 0.3)
     expect = 0.3 * np.mean(np.log(1 + 2 * np.array([1.0, 0.0, 9.0])))
     assert loss == pytest.approx(expect, rel=1e-5)
     np.testing.assert_allclose(grad, 0.1 * np.array([0, 4 / 3, 0, 12 / 19]), rtol=1e-5)
+
+
+def test_regulariser_matches_tv_and_sparsity_references():
+    """The fused regulariser (TV on density and SH over drawn rows with repeats, sparsity on the distinct rows)
+    against tv_grad, the NumPy references and finite differences; bit-identical for any number of owners."""
+    g = random_grid(reso=9, sh_degree=1, seed=21)
+    coords = g.occupied_coords().astype(np.int64)
+    flat_of_row = np.ravel_multi_index(tuple(coords.T), g.links.shape)
+    rng = np.random.default_rng(22)
+    rows = rng.integers(0, g.num_voxels, size=150)  # with repeats
+    reg = K.Regulariser(g.links, flat_of_row, g.sh.shape[1], len(rows))
+    gd, gs = np.zeros_like(g.density), np.zeros_like(g.sh)
+    flags = np.zeros(g.num_voxels, np.uint8)
+    loss = reg(rows, g.density, gd, 0.4, g.sh, gs, 0.2, 0.3, flags)
+    expect_d, expect_s = np.zeros_like(gd), np.zeros_like(gs)
+    loss_d = K.tv_grad(g.links, g.density, flat_of_row[rows], 0.4, expect_d)
+    loss_s = K.tv_grad(g.links, g.sh, flat_of_row[rows], 0.2, expect_s)
+    expect_d += ref.sparsity_grad(g.density, rows, 0.3)[1]
+    assert loss == pytest.approx(loss_d + loss_s, rel=1e-5)
+    assert loss_d == pytest.approx(ref.tv_loss(g.links, g.density.astype(np.float64), flat_of_row[rows], 0.4), rel=1e-4)
+    np.testing.assert_allclose(gd, expect_d, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gs, expect_s, rtol=1e-4, atol=1e-6)
+    assert (flags.astype(bool) >= ((gd != 0) | (gs != 0).any(axis=1))).all()
+    assert not reg.mult.any()  # the per-row counters are left at zero for the next step
+    numba = pytest.importorskip("numba")
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        gd1, gs1 = np.zeros_like(gd), np.zeros_like(gs)
+        reg(rows, g.density, gd1, 0.4, g.sh, gs1, 0.2, 0.3)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(gd1, gd)
+    np.testing.assert_array_equal(gs1, gs)
+
+
+def test_pixel_rays_match_the_reference(lego_small):
+    from plenopack.fit import TrainingRays
+
+    rays = TrainingRays(lego_small)
+    rng = np.random.default_rng(3)
+    flat = rng.integers(0, rays.count, 500)
+    bg = rng.random((500, 3)).astype(np.float32)
+    args = (flat, rays.offsets, rays.widths, rays.c2w, rays.intrinsics, rays.rgb, rays.mask, rays.premultiplied, bg,
+            rays.object_mask)
+    for got, expect in zip(K.pixel_rays(*args), ref.pixel_rays(*args)):
+        np.testing.assert_allclose(got, expect, atol=1e-6)
+    o, d, t, values = K.pixel_rays(flat, rays.offsets, rays.widths, rays.c2w, rays.intrinsics, rays.rgb)
+    np.testing.assert_array_equal(t, rays.rgb[flat])
+    assert values is None
+    np.testing.assert_allclose(np.linalg.norm(d, axis=1), 1.0, atol=1e-6)
 
 
 def test_rmsprop_matches_numpy_and_skips_untouched_rows():
@@ -268,6 +385,9 @@ def test_rmsprop_matches_numpy_and_skips_untouched_rows():
     rows = np.r_[0:10, 20:50]
     np.testing.assert_allclose(p[rows], p_ref[rows], rtol=1e-5)
     np.testing.assert_allclose(s[rows], s_ref[rows], rtol=1e-5)
+    p_fn, s_fn = ref.rmsprop_step(p0, g0, s0, 0.1, 0.9)
+    np.testing.assert_allclose(p, p_fn, rtol=1e-5)
+    np.testing.assert_allclose(s, s_fn, rtol=1e-5)
     np.testing.assert_array_equal(p[10:20], p0[10:20])
     np.testing.assert_array_equal(s[10:20], s0[10:20])
     assert not g.any()
@@ -288,31 +408,92 @@ def test_rmsprop_restricted_to_rows_gives_the_same_result():
     assert not g.any()
 
 
-def test_pending_gradients_fold_into_the_optimiser_step():
-    g = random_grid(reso=12, sh_degree=1, seed=7)
-    o, d = random_rays(300, seed=8)
-    target = np.random.default_rng(9).random((len(o), 3)).astype(np.float32)
-    bg = np.ones(3, np.float32)
+def test_rmsprop_on_flagged_rows_matches_the_reference():
+    rng = np.random.default_rng(2)
+    n, c = 60, 9
+    density, sh = rng.normal(size=n).astype(np.float32), rng.normal(size=(n, c)).astype(np.float32)
+    grad_d, grad_sh = rng.normal(size=n).astype(np.float32), rng.normal(size=(n, c)).astype(np.float32)
+    flags = (rng.random(n) < 0.5).astype(np.uint8)
+    grad_d[~flags.astype(bool)] = 0.0
+    grad_sh[~flags.astype(bool)] = 0.0
+    grad_sh[np.flatnonzero(flags)[:3]] = 0.0  # flagged, but only a density gradient: the SH row keeps its state
+    avg_d, avg_sh = rng.random(n).astype(np.float32), rng.random((n, c)).astype(np.float32)
+    expect_d, expect_avg_d = ref.rmsprop_step(density, grad_d, avg_d, 0.5, 0.9)
+    expect_sh, expect_avg_sh = ref.rmsprop_step(sh, grad_sh, avg_sh, 0.1, 0.9)
+    K.rmsprop_flagged(density, grad_d, avg_d, 0.5, sh, grad_sh, avg_sh, 0.1, flags, beta=0.9)
+    np.testing.assert_allclose(density, expect_d, rtol=1e-5)
+    np.testing.assert_allclose(avg_d, expect_avg_d, rtol=1e-5)
+    np.testing.assert_allclose(sh, expect_sh, rtol=1e-5)
+    np.testing.assert_allclose(avg_sh, expect_avg_sh, rtol=1e-5)
+    assert not flags.any() and not grad_d.any() and not grad_sh.any()
 
-    def one_step(reduce):
-        density, sh = g.density.copy(), g.sh.copy()
-        gd, gs = np.zeros_like(density), np.zeros_like(sh)
-        ad, asq = np.zeros_like(density), np.zeros_like(sh)
-        ws = K.GradWorkspace(len(density), sh.shape[1])
-        flags = np.zeros(len(density), np.uint8)
-        K.render_rays_grad(g.links, density, sh, 1, o, d, target, bg, gd, gs, workspace=ws, row_flags=flags,
-                           reduce=reduce)
-        rows = np.flatnonzero(flags)
-        K.rmsprop_step(density, gd, ad, 1.0, rows=rows, pending=None if reduce else ws.buf_density)
-        K.rmsprop_step(sh, gs, asq, 0.1, rows=rows, pending=None if reduce else ws.buf_sh)
-        assert not ws.buf_sh.any() and not ws.buf_density.any() and not gs.any() and not gd.any()
-        return density, sh
 
-    d_reduced, sh_reduced = one_step(True)
-    d_pending, sh_pending = one_step(False)
-    assert not np.array_equal(d_reduced, g.density)
-    np.testing.assert_allclose(d_pending, d_reduced, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(sh_pending, sh_reduced, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="reduce=False"):
-        K.render_rays_grad(g.links, g.density, g.sh, 1, o, d, target, bg, np.zeros_like(g.density),
-                           np.zeros_like(g.sh), reduce=False)
+def test_all_finite_matches_numpy():
+    values = np.random.default_rng(0).normal(size=(300, 7)).astype(np.float32)
+    assert K.all_finite(values, values[:, 0])
+    for bad in (np.nan, np.inf, -np.inf):
+        broken = values.copy()
+        broken[123, 4] = bad
+        assert K.all_finite(broken) == bool(np.isfinite(broken).all()) is False
+        assert not K.all_finite(values, broken)
+
+
+@pytest.mark.parametrize("reso", [7, 16, 20])
+def test_morton_coords_and_links_match_the_reference(reso):
+    mask = np.random.default_rng(reso).random((reso,) * 3) < 0.3
+    links = K.empty_links(reso)
+    assert (links == -1).all()
+    coords = K.morton_coords(mask, links)
+    np.testing.assert_array_equal(coords, ref.morton_coords(mask))
+    np.testing.assert_array_equal(links[tuple(coords.T)], np.arange(len(coords)))
+    assert (links >= 0).sum() == mask.sum()
+    g = Grid(links, np.zeros(len(coords), np.float32), np.zeros((len(coords), 3), np.float32), 0)
+    np.testing.assert_array_equal(K.flat_of_row(links, len(coords)),
+                                  np.ravel_multi_index(tuple(g.occupied_coords().T.astype(np.int64)), links.shape))
+
+
+@pytest.mark.parametrize("iterations", [0, 1, 2])
+def test_box_dilation_matches_scipy(iterations):
+    mask = np.random.default_rng(iterations).random((13,) * 3) < 0.02
+    mask[0, 0, 0] = mask[12, 5, 12] = True  # corners and faces clip the box
+    np.testing.assert_array_equal(K.box_dilate(mask, iterations), ref.box_dilate(mask, iterations))
+
+
+def test_prune_mask_matches_the_reference():
+    g = random_grid(reso=10, sh_degree=0, fill=0.2, seed=31)
+    for reso in (16, 25):
+        candidates = K.prune_mask(g.links, reso)
+        np.testing.assert_array_equal(candidates, ref.prune_candidates(g.links, reso))
+        kept = K.prune_mask(g.links, reso, g.density, 3.0)
+        coords = np.argwhere(candidates)
+        centres = (-1.0 + (coords + 0.5) * (2.0 / reso)).astype(np.float32)
+        values, _ = ref.trilinear_sample(g.links, g.density.astype(np.float64), np.zeros((g.num_voxels, 0)), centres)
+        decided = np.abs(values - 3.0) > 1e-4  # float32 rounding may flip values at the threshold itself
+        np.testing.assert_array_equal(kept[tuple(coords.T)][decided], (values > 3.0)[decided])
+        assert not kept[~candidates].any() and 0 < kept.sum() < candidates.sum()
+
+
+def test_counter_rng_matches_the_reference_and_is_uniform():
+    from plenopack.kernels import counter_rng
+
+    key = counter_rng.stream_key(7, 3, counter_rng.PIXELS)
+    assert key != counter_rng.stream_key(7, 4, counter_rng.PIXELS) != counter_rng.stream_key(8, 3, counter_rng.PIXELS)
+    flat = np.zeros(50_000, np.int64)
+    bg = np.empty((50_000, 3), np.float32)
+    offsets = np.array([0, 60_000, 100_000], np.int64)
+    rays_args = (offsets, np.array([300, 200], np.int64), np.tile(np.eye(4), (2, 1, 1)),
+                 np.tile([100.0, 100.0, 150.0, 100.0], (2, 1)), np.zeros((100_000, 3), np.float32))
+    flat, *_, bg = K.draw_pixel_rays(50_000, key, None, 0.0, np.uint64(5), *rays_args)
+    np.testing.assert_array_equal(flat, (ref.counter_uniform(key, np.arange(50_000)) * 100_000).astype(np.int64))
+    np.testing.assert_allclose(bg.reshape(-1), ref.counter_uniform(np.uint64(5), np.arange(150_000)), atol=1e-7)
+    counts = np.bincount(flat // 10_000, minlength=10)  # ten equal bins of the pixels
+    assert counts.min() > 0.95 * 5000 and counts.max() < 1.05 * 5000
+    assert 0.49 < bg.mean() < 0.51 and bg.min() >= 0.0 and bg.max() < 1.0
+
+
+def test_uncomposite_matches_numpy():
+    rng = np.random.default_rng(4)
+    rgb, mask = rng.random((500, 3)).astype(np.float32), rng.random(500).astype(np.float32)
+    expect = rgb - (1.0 - mask)[:, None] * np.array([1.0, 0.5, 0.25], np.float32)
+    K.uncomposite(rgb, mask, (1.0, 0.5, 0.25))
+    np.testing.assert_allclose(rgb, expect, atol=1e-6)

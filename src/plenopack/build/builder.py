@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from plenopack.codecs import CodecConfig
 from plenopack.errors import PlenopackError
 from plenopack.pipeline import PipelineConfig
 from plenopack.progress import ProgressCallback, report
+from plenopack.resources import available_cpus, thread_env, threads_per_worker
 
 EXECUTORS = ("local", "ray")
 
@@ -81,9 +81,15 @@ def process_scene(ref: SceneRef, config: BuildConfig, out_dir: str, config_key: 
 
 
 def _init_worker(threads: int) -> None:
-    import numba
+    """Worker set-up: numba's layer and thread count for a build worker; torch's intra-op pool (sized from
+    OMP_NUM_THREADS at its import, see `plenopack.resources.thread_env`) if torch is already loaded."""
+    import sys
 
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    from plenopack.resources import configure_threading
+
+    configure_threading("worker", threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def is_done(row: dict | None, out_dir: Path, config_key: str, verify: bool = False) -> bool:
@@ -105,11 +111,13 @@ def _summary(rows: list[dict], config: BuildConfig, config_key: str, source: str
         return sum(vals) / len(vals) if vals else None
     total = sum(r["bytes"] for r in ok)
     src = sum(r.get("source_bytes") or 0 for r in ok)
+    rss = [r["worker_peak_rss_mb"] for r in rows if r.get("worker_peak_rss_mb") is not None]
     return {"source": source, "config": config.to_dict(), "config_hash": config_key, "scenes": len(rows),
             "scenes_ok": len(ok), "scenes_failed": len(rows) - len(ok), "bytes": total, "memory_mb_per_scene":
             total / 2 ** 20 / len(ok) if ok else None, "psnr": mean("psnr"), "ssim": mean("ssim"), "lpips": mean("lpips"),
             "source_image_bytes": src, "compression_ratio": src / total if total else None,
-            "categories": sorted({r["category"] for r in ok})}
+            "categories": sorted({r["category"] for r in ok}),
+            "worker_peak_rss_mb": {"max": max(rss), "mean": sum(rss) / len(rss)} if rss else None}
 
 
 def build_dataset(source: str | Path, out_dir: str | Path, config: BuildConfig, format: str | None = None,
@@ -129,7 +137,7 @@ def build_dataset(source: str | Path, out_dir: str | Path, config: BuildConfig, 
     rows = {r["id"]: r for r in read_manifest(manifest_path)}
     config_key = config.key(available_backbone(config.lpips_net) if config.evaluate and config.lpips_net else None)
     todo = [r for r in refs if not is_done(rows.get(r.id), out, config_key, verify)]
-    cores = os.cpu_count() or 1
+    cores = available_cpus()
     workers = max(1, min(workers or cores, len(todo) or 1))
     start, done, failed, psnrs = time.perf_counter(), 0, 0, []
 
@@ -149,8 +157,12 @@ def build_dataset(source: str | Path, out_dir: str | Path, config: BuildConfig, 
 
     report(progress, "build", 0, len(todo), failed=0, rate=0.0, psnr=float("nan"))
     if executor == "local":
-        threads = max(1, cores // workers)
-        with WorkerPool(workers, _init_worker, (threads,)) as pool:
+        threads = threads_per_worker(workers, cores)
+        if todo:
+            from plenopack.build.warmup import compile_kernels
+
+            compile_kernels(config.fit_config())  # once here, so that the workers load the kernels from the cache
+        with WorkerPool(workers, _init_worker, (threads,), thread_env(threads)) as pool:
             tasks = [(ref.id, process_scene, (ref, config, str(out), config_key)) for ref in todo]
             by_id = {ref.id: ref for ref in todo}
             for scene_id, row in pool.run(tasks):
@@ -163,6 +175,7 @@ def build_dataset(source: str | Path, out_dir: str | Path, config: BuildConfig, 
         for row in _run_on_ray(todo, config, out, config_key, workers, ray_address):
             finished(row)
     summary = _summary([rows[r.id] for r in refs if r.id in rows], config, config_key, str(source))
+    summary.update(executor=executor, workers=workers, cpus=cores)
     atomic_write_text(out / "dataset.json", json.dumps(summary, indent=1))
     return summary
 
@@ -176,7 +189,7 @@ def _run_on_ray(todo: list[SceneRef], config: BuildConfig, out: Path, config_key
         raise PlenopackError("the ray executor needs Ray: pip install 'plenopack[ray]'") from None
     if not ray.is_initialized():
         ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
-                 **({} if address else {"num_cpus": os.cpu_count()}))
+                 **({} if address else {"num_cpus": available_cpus()}))
     cpus = max(1, int(ray.available_resources().get("CPU", 1)) // workers)
     task = ray.remote(num_cpus=cpus, max_retries=0)(_ray_scene)
     futures = {task.remote(ref, config, str(out), config_key, cpus): ref for ref in todo}

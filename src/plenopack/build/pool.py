@@ -4,12 +4,16 @@
 (out-of-memory killer, a segfault in native code). Here each worker runs one task at a time over its own
 pipe; the coordinator waits on the pipes and on the processes' sentinels, so a worker that dies is seen at
 once: its task comes back as a `WorkerDied` result naming the cause, and a fresh worker takes its place.
-Workers are started with "spawn" (no inherited threads or locks) and run ``initializer(*initargs)`` once.
+Workers are started with "spawn" (no inherited threads or locks), with ``env`` added to their environment
+from the start (thread-pool sizes must be set before numpy and numba are imported, which happens before the
+initializer runs), and run ``initializer(*initargs)`` once.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from multiprocessing.connection import wait
@@ -49,11 +53,27 @@ def _worker_main(conn, initializer, initargs) -> None:
         conn.send((key, fn(*args)))
 
 
+@contextmanager
+def _environment(env: dict[str, str]):
+    """os.environ with ``env`` added, restored afterwards (a spawned process inherits it at start)."""
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 class _Worker:
-    def __init__(self, ctx, initializer, initargs):
+    def __init__(self, ctx, initializer, initargs, env):
         self.conn, child = ctx.Pipe(duplex=True)
         self.process = ctx.Process(target=_worker_main, args=(child, initializer, initargs), daemon=True)
-        self.process.start()
+        with _environment(env):
+            self.process.start()
         child.close()
         self.task: Any = None  # key of the task in flight
 
@@ -61,10 +81,11 @@ class _Worker:
 class WorkerPool:
     """``workers`` processes running tasks (key, fn, args); see the module docstring."""
 
-    def __init__(self, workers: int, initializer: Callable | None = None, initargs: tuple = ()):
+    def __init__(self, workers: int, initializer: Callable | None = None, initargs: tuple = (),
+                 env: dict[str, str] | None = None):
         self.ctx = get_context("spawn")
-        self.initializer, self.initargs = initializer, initargs
-        self.workers = [_Worker(self.ctx, initializer, initargs) for _ in range(max(1, workers))]
+        self.initializer, self.initargs, self.env = initializer, initargs, dict(env or {})
+        self.workers = [_Worker(self.ctx, initializer, initargs, self.env) for _ in range(max(1, workers))]
 
     def run(self, tasks: Iterable[tuple[Any, Callable, tuple]]) -> Iterator[tuple[Any, Any]]:
         """Yield (key, result) as tasks finish, in completion order; a dead worker's task yields WorkerDied."""
@@ -103,7 +124,7 @@ class WorkerPool:
 
     def _replace(self, dead: _Worker) -> None:
         dead.conn.close()
-        self.workers[self.workers.index(dead)] = _Worker(self.ctx, self.initializer, self.initargs)
+        self.workers[self.workers.index(dead)] = _Worker(self.ctx, self.initializer, self.initargs, self.env)
 
     def close(self) -> None:
         """Ask idle workers to stop and wait for them; kill any that do not."""

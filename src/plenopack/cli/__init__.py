@@ -44,6 +44,9 @@ from plenopack.cli import (  # noqa: E402,F401
 
 def main() -> None:
     """Console-script entry point: usage errors come from typer; PlenopackError becomes one line."""
+    from plenopack.resources import set_process_kind
+
+    set_process_kind("server" if "view" in sys.argv[1:2] else "fit")  # numba's threading layer, see LAYERS
     try:
         app()
     except PlenopackError as exc:

@@ -43,7 +43,7 @@ class FitResult:
 
 
 def fit(scene: Scene, config: FitConfig, progress: ProgressCallback | None = None, grid: Grid | None = None) -> FitResult:
-    """Fit a grid to the scene's training views. Deterministic for a given seed and thread count.
+    """Fit a grid to the scene's training views. Deterministic for a given seed, whatever the thread count.
 
     ``progress`` receives "fit" events (steps done of ``config.total_steps``; fields stage, psnr, voxels).
     ``grid``: start from this grid instead of a dense one at the first resolution.

@@ -2,19 +2,19 @@
 
 At each new resolution the grid is resampled trilinearly at the new voxel centres, keeping the voxels that
 "sigma" (density > T) or "weight" (maximum ray weight over the training pixels >= T / R_new) pruning keeps,
-dilated ``dilate`` times (3x3x3). Rows are kept in Morton order for memory locality in the kernels.
+dilated ``dilate`` times (3x3x3). Rows are kept in Morton order for memory locality in the kernels. Every step
+is a parallel kernel (`plenopack.kernels.voxels`).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from plenopack import kernels
 from plenopack.errors import PlenopackError
 from plenopack.fit.config import FitConfig
 from plenopack.fit.rays import TrainingRays
-from plenopack.grid import Grid, morton_order, sh_basis_count
+from plenopack.grid import Grid, sh_basis_count
 
 
 def voxel_centres(coords: np.ndarray, reso: int) -> np.ndarray:
@@ -26,26 +26,14 @@ def grid_from_mask(old: Grid | None, mask: np.ndarray, sh_degree: int, init_dens
     """A grid occupying ``mask`` (R^3 bool), values resampled from ``old`` (or initialised); rows in Morton
     order (memory locality for the kernels)."""
     reso = mask.shape[0]
-    coords = np.argwhere(mask).astype(np.int32)
-    coords = coords[morton_order(coords)]
+    links = kernels.empty_links(reso)
+    coords = kernels.morton_coords(mask, links)
     if old is None:
-        n = len(coords)
-        density = np.full(n, init_density, np.float32)
-        sh = np.zeros((n, 3 * sh_basis_count(sh_degree)), np.float32)
+        density = np.full(len(coords), init_density, np.float32)
+        sh = np.zeros((len(coords), 3 * sh_basis_count(sh_degree)), np.float32)
     else:
         density, sh = kernels.trilinear_sample(old.links, old.density, old.sh, voxel_centres(coords, reso))
-    return Grid.from_coords(reso, coords, density, sh, sh_degree)
-
-
-def _candidate_mask(old: Grid, reso: int) -> np.ndarray:
-    """New-resolution voxels whose centre falls in or next to an occupied old voxel."""
-    occupied = ndimage.binary_dilation(old.links >= 0, iterations=1)
-    idx = np.minimum(((np.arange(reso) + 0.5) * old.resolution / reso).astype(np.int64), old.resolution - 1)
-    return occupied[np.ix_(idx, idx, idx)]
-
-
-def _no_columns(grid: Grid) -> np.ndarray:
-    return np.empty((grid.num_voxels, 0), np.float32)
+    return Grid(links=links, density=density, sh=sh, sh_degree=sh_degree)
 
 
 def max_weights_over_rays(grid: Grid, rays: TrainingRays, config: FitConfig, chunk: int = 1 << 16) -> np.ndarray:
@@ -61,24 +49,19 @@ def max_weights_over_rays(grid: Grid, rays: TrainingRays, config: FitConfig, chu
 
 
 def prune_mask(grid: Grid, reso: int, config: FitConfig, rays: TrainingRays | None) -> np.ndarray:
-    """Boolean R_new^3 mask of the voxels progressive scaling keeps when moving ``grid`` to ``reso``."""
-    coords = np.argwhere(_candidate_mask(grid, reso))
-    centres = voxel_centres(coords, reso)
+    """Boolean R_new^3 mask of the voxels progressive scaling keeps when moving ``grid`` to ``reso``: those whose
+    centre falls in or next to an occupied old voxel and that the pruning mode keeps, dilated."""
     if config.prune == "none":
-        keep = np.ones(len(coords), bool)
+        mask = kernels.prune_mask(grid.links, reso)
     elif config.prune == "sigma":
-        density, _ = kernels.trilinear_sample(grid.links, grid.density, _no_columns(grid), centres)
-        keep = density > config.prune_threshold
+        mask = kernels.prune_mask(grid.links, reso, grid.density, config.prune_threshold)
     else:
         if rays is None:
             raise PlenopackError("weight pruning needs the training rays")
         weights = max_weights_over_rays(grid, rays, config)
-        w_new, _ = kernels.trilinear_sample(grid.links, weights, _no_columns(grid), centres)
-        keep = w_new >= config.prune_threshold / reso
-    mask = np.zeros((reso,) * 3, bool)
-    mask[tuple(coords[keep].T)] = True
+        mask = kernels.prune_mask(grid.links, reso, weights, config.prune_threshold / reso, inclusive=True)
     if config.dilate > 0 and mask.any():
-        mask = ndimage.binary_dilation(mask, structure=np.ones((3, 3, 3), bool), iterations=config.dilate)
+        mask = kernels.box_dilate(mask, config.dilate)
     return mask
 
 

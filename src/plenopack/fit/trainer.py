@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from plenopack import kernels
+from plenopack.kernels import counter_rng
 from plenopack.errors import PlenopackError
 from plenopack.fit.background import background_mode, fixed_colour, init_background
 from plenopack.fit.config import FitConfig
@@ -49,12 +50,13 @@ def learning_rate(start: float, end: float, step: int, horizon: int, delay_steps
 class Trainer:
     """Trains ``grid`` (in place) on ``rays`` with ``config``; `set_grid` after each resampling.
 
-    Deterministic for a given ``rng`` state and numba thread count.
+    Deterministic for a given ``rng`` state, whatever the numba thread count.
     """
 
     def __init__(self, rays: TrainingRays, grid: Grid, config: FitConfig, mode: str,
                  rng: np.random.Generator, quantizer: ValueQuantizer | None = None):
-        self.rays, self.config, self.rng, self.quantizer = rays, config, rng, quantizer
+        self.rays, self.config, self.quantizer = rays, config, quantizer
+        self.seed = int(rng.integers(2 ** 63))  # the counter-based streams of every step derive from it
         self.mode = mode  # constant-background mode: "random", "white" or "black"
         self.fixed_bg = fixed_colour(mode)
         if config.background_model == "msi" and grid.background is None:
@@ -89,7 +91,8 @@ class Trainer:
         self.avg_sh = np.zeros((n, c), np.float32)
         self.workspace = kernels.GradWorkspace(n, c)
         self.row_flags = self.workspace.row_flags  # rows given a gradient this step (the optimiser visits only these)
-        self.flat_of_row = np.ravel_multi_index(tuple(grid.occupied_coords().T.astype(np.int64)), grid.links.shape)
+        self.reg_draws = max(1, int(self.config.tv_fraction * n))
+        self.regulariser = kernels.Regulariser(grid.links, kernels.flat_of_row(grid.links, n), c, self.reg_draws)
         self.refresh_occupancy()
 
     def refresh_occupancy(self) -> None:
@@ -101,15 +104,6 @@ class Trainer:
             return self.grid.density, self.grid.sh
         return self.quantizer.values(self.grid.density, self.grid.sh)
 
-    def _batch_background(self, origins: np.ndarray, dirs: np.ndarray):
-        if self.msi is not None:
-            bg_origins, bg_dirs = self.msi.to_frame(origins, dirs)
-            colour = kernels.msi_colour(self.msi.layers, self.msi.radii, self.msi.brightness, bg_origins, bg_dirs)
-            return colour, (bg_origins, bg_dirs)
-        if self.mode == "random" and self.rays.mask is not None:
-            return self.rng.random((len(origins), 3), dtype=np.float32), None
-        return self.fixed_bg, None
-
     def _step_background(self, rgb, acc, target, bg, bg_rays) -> None:
         """d loss / d background = (1 - acc) d loss / d rgb; RMSProp on the MSI texels with its TV."""
         cfg, msi = self.config, self.msi
@@ -120,54 +114,43 @@ class Trainer:
         kernels.rmsprop_step(self.msi_flat, self.msi_grad, self.msi_avg, cfg.lr_background, cfg.rmsprop_beta)
 
     def step(self, step: int, horizon: int, tv_scale: float = 1.0) -> float:
-        """One optimisation step (``step`` of ``horizon`` sets the learning rates); returns the batch MSE."""
+        """One optimisation step (``step`` of ``horizon`` sets the learning rates); returns the batch MSE.
+
+        Every stage is a parallel kernel (pixel and background draws with ray generation, march + scatter,
+        regularisers, optimiser); the random draws are counter-based (`plenopack.kernels.counter_rng`), so a
+        step is the same for any thread count. What runs serially is the calls themselves."""
         cfg, grid, rays = self.config, self.grid, self.rays
-        flat = rays.sample(self.rng, cfg.batch_rays, cfg.foreground_fraction)
-        origins, dirs = rays.rays(flat)
-        bg, bg_rays = self._batch_background(origins, dirs)
-        target = rays.targets(flat, bg)
+        random_bg = self.mode == "random" and rays.mask is not None
+        _, origins, dirs, target, object_values, bg = rays.draw(
+            cfg.batch_rays, counter_rng.stream_key(self.seed, step, counter_rng.PIXELS), cfg.foreground_fraction,
+            counter_rng.stream_key(self.seed, step, counter_rng.BACKGROUND) if random_bg else None, self.fixed_bg)
+        bg_rays = None
+        if self.msi is not None:  # full frames: the targets do not depend on the background
+            bg_rays = self.msi.to_frame(origins, dirs)
+            bg = kernels.msi_colour(self.msi.layers, self.msi.radii, self.msi.brightness, *bg_rays)
         density, sh = self._rendered()
-        deferred = self.quantizer is None  # pending per-thread shares fold into the optimiser step
         rgb, acc, mse = kernels.render_rays_grad(
             grid.links, density, sh, grid.sh_degree, origins, dirs, target, bg, self.grad_density, self.grad_sh,
             cfg.step_size, cfg.stop_thresh, self.occupancy, cfg.lambda_beta, near=cfg.near_clip,
-            workspace=self.workspace, min_acc=rays.object_mask[flat] if self.floor_weight else None,
-            min_acc_weight=self.floor_weight, row_flags=self.row_flags, reduce=not deferred)
+            workspace=self.workspace, min_acc=object_values if self.floor_weight else None,
+            min_acc_weight=self.floor_weight, row_flags=self.row_flags)
         if self.msi is not None:
             self._step_background(rgb, acc, target, bg, bg_rays)
         if not math.isfinite(mse):
             raise PlenopackError(f"training diverged at step {step} (loss {mse}); lower the learning rates")
-        self._regularise(tv_scale)
+        if cfg.lambda_tv or cfg.lambda_tv_sh or cfg.lambda_sparsity:
+            self.regulariser(counter_rng.stream_key(self.seed, step, counter_rng.VOXELS), grid.density,
+                             self.grad_density, cfg.lambda_tv * tv_scale, grid.sh, self.grad_sh,
+                             cfg.lambda_tv_sh * tv_scale, cfg.lambda_sparsity, self.row_flags)
         if self.quantizer is not None:
             self.quantizer.route_sh_gradient(self.grad_sh)
-        touched = np.flatnonzero(self.row_flags)
-        self.row_flags[touched] = 0
         lr_sigma = learning_rate(cfg.lr_sigma, cfg.lr_sigma_final, step, horizon, cfg.lr_sigma_delay_steps,
                                  cfg.lr_sigma_delay_mult)
         lr_sh = learning_rate(cfg.lr_sh, cfg.lr_sh_final, step, horizon)
-        kernels.rmsprop_step(grid.density, self.grad_density, self.avg_density, lr_sigma, cfg.rmsprop_beta,
-                             rows=touched, pending=self.workspace.buf_density if deferred else None)
-        kernels.rmsprop_step(grid.sh, self.grad_sh, self.avg_sh, lr_sh, cfg.rmsprop_beta,
-                             rows=touched, pending=self.workspace.buf_sh if deferred else None)
+        kernels.rmsprop_flagged(grid.density, self.grad_density, self.avg_density, lr_sigma, grid.sh, self.grad_sh,
+                                self.avg_sh, lr_sh, self.row_flags, cfg.rmsprop_beta)
         return mse
 
-    def _regularise(self, tv_scale: float) -> None:
-        """TV on density and SH and Cauchy sparsity on a random ``tv_fraction`` of the voxels."""
-        cfg, grid = self.config, self.grid
-        n_reg = max(1, int(cfg.tv_fraction * grid.num_voxels))
-        rows = np.sort(self.rng.integers(0, grid.num_voxels, size=n_reg))  # sorted: neighbours share cache lines
-        ids = self.flat_of_row[rows]
-        if cfg.lambda_tv:
-            kernels.tv_grad(grid.links, grid.density, ids, cfg.lambda_tv * tv_scale, self.grad_density,
-                            row_flags=self.row_flags)
-        if cfg.lambda_tv_sh:
-            kernels.tv_grad(grid.links, grid.sh, ids, cfg.lambda_tv_sh * tv_scale, self.grad_sh,
-                            row_flags=self.row_flags)
-        if cfg.lambda_sparsity:
-            unique_rows = np.unique(rows)
-            kernels.sparsity_grad(grid.density, unique_rows, cfg.lambda_sparsity, self.grad_density)
-            self.row_flags[unique_rows] = 1
-
     def check_finite(self, step: int) -> None:
-        if not (np.isfinite(self.grid.density).all() and np.isfinite(self.grid.sh).all()):
+        if not kernels.all_finite(self.grid.density, self.grid.sh):
             raise PlenopackError(f"training diverged at step {step} (non-finite parameters)")

@@ -6,26 +6,25 @@ Conventions are those of `plenopack.grid` (links, density, SH layout, colour and
 rays are in the unit-cube frame with unit directions.
 """
 
-import os
+from plenopack.resources import default_threading
 
-import numba
-
-# Fork safety: DataLoader workers and process pools fork, and GNU OpenMP aborts a forked child of a process that
-# used it. numba's own "workqueue" thread pool survives fork. NUMBA_THREADING_LAYER still wins when set.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+# A fork-safe threading layer unless the process chose one (plenopack.resources.configure_threading).
+default_threading()
 
 from plenopack.kernels.device import sh_basis  # noqa: E402
 from plenopack.kernels.msi import msi_colour, msi_grad, msi_tv_grad  # noqa: E402
 from plenopack.kernels.occupancy import Occupancy, build_occupancy  # noqa: E402
-from plenopack.kernels.optim import rmsprop_step  # noqa: E402
-from plenopack.kernels.regularizers import sparsity_grad, tv_grad  # noqa: E402
+from plenopack.kernels.optim import all_finite, rmsprop_flagged, rmsprop_step  # noqa: E402
+from plenopack.kernels.rays import draw_pixel_rays, pixel_rays, uncomposite  # noqa: E402
+from plenopack.kernels.regularizers import Regulariser, tv_grad  # noqa: E402
 from plenopack.kernels.render import GradWorkspace, render_rays, render_rays_grad  # noqa: E402
 from plenopack.kernels.render_vjp import render_rays_vjp  # noqa: E402
 from plenopack.kernels.sampling import max_ray_weights, trilinear_sample  # noqa: E402
+from plenopack.kernels.voxels import box_dilate, empty_links, flat_of_row, morton_coords, prune_mask  # noqa: E402
 
 __all__ = [
-    "GradWorkspace", "Occupancy", "build_occupancy", "max_ray_weights", "msi_colour", "msi_grad", "msi_tv_grad", "render_rays",
-    "render_rays_grad", "render_rays_vjp",
-    "rmsprop_step", "sh_basis", "sparsity_grad", "trilinear_sample", "tv_grad",
+    "GradWorkspace", "Occupancy", "Regulariser", "all_finite", "box_dilate", "build_occupancy", "draw_pixel_rays",
+    "empty_links", "flat_of_row", "max_ray_weights", "morton_coords", "msi_colour", "msi_grad", "msi_tv_grad", "pixel_rays",
+    "prune_mask", "render_rays", "render_rays_grad", "render_rays_vjp", "rmsprop_flagged", "rmsprop_step", "sh_basis",
+    "trilinear_sample", "tv_grad", "uncomposite",
 ]

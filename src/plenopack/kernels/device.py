@@ -1,4 +1,4 @@
-"""Device functions shared by every kernel: SH basis, ray/box clipping, trilinear cells, gradient shares.
+"""Device functions shared by every kernel: SH basis, ray/box clipping, trilinear cells, empty-space skipping.
 
 Each is a small ``@njit(inline="always")`` helper written like a CUDA ``__device__`` function:
 scalars in, scalars (or a caller-provided scratch array) out, no allocation.
@@ -161,15 +161,6 @@ def next_sample(occupancy, block, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t
                 continue
         return t, gx, gy, gz
     return t, 0.0, 0.0, 0.0
-
-
-@njit(inline="always", fastmath=True, cache=True)
-def fold_shares(grad, shares, row):
-    """grad[row] += sum_k shares[k, row], then shares[k, row] = 0 (grad (N, C), shares (K, N, C) float32)."""
-    for k in range(shares.shape[0]):
-        for j in range(grad.shape[1]):
-            grad[row, j] += shares[k, row, j]
-            shares[k, row, j] = 0.0
 
 
 def sh_basis(sh_degree: int, dirs: np.ndarray) -> np.ndarray:

@@ -5,7 +5,8 @@ direction u = p / R_l indexes an equirectangular map: row from the polar angle a
 from the azimuth atan2(u_y, u_x) in [-pi, pi) (wrapping), bilinear between texel centres. A texel holds raw
 (r, g, b, sigma): colour sigmoid(rgb), alpha = 1 - exp(-relu(sigma)). Layers are composited inner to outer,
 then onto ``brightness`` grey: C = sum_l T_l alpha_l c_l + T_L * brightness.
-Gradients accumulate race-free in per-thread buffers (as render.py), summed afterwards.
+Gradients accumulate race-free in one buffer per chunk of rays, summed afterwards in chunk order (deterministic
+for a given thread count whatever the threading layer).
 """
 
 from __future__ import annotations
@@ -86,45 +87,63 @@ def _msi_forward(layers, radii, brightness, origins, dirs, out):
         out[r, 2] = cb + trans * brightness
 
 
-@njit(parallel=True, fastmath=True, cache=True)
-def _msi_backward(layers, radii, brightness, origins, dirs, colour, grad_colour, buf):
-    nl, height, width, _ = layers.shape
-    for r in prange(origins.shape[0]):
-        tid = numba.get_thread_id()
-        raw = np.empty(4, dtype=np.float32)
-        ox, oy, oz = origins[r, 0], origins[r, 1], origins[r, 2]
-        dx, dy, dz = dirs[r, 0], dirs[r, 1], dirs[r, 2]
-        gr, gg, gb = grad_colour[r, 0], grad_colour[r, 1], grad_colour[r, 2]
-        if gr == 0.0 and gg == 0.0 and gb == 0.0:
+@njit(inline="always", fastmath=True, cache=True)
+def _msi_ray_backward(layers, radii, origins, dirs, colour, grad_colour, buf, raw, r, nl, height, width):
+    """Add ray r's d loss / d texel into buf (L, H, W, 4)."""
+    ox, oy, oz = origins[r, 0], origins[r, 1], origins[r, 2]
+    dx, dy, dz = dirs[r, 0], dirs[r, 1], dirs[r, 2]
+    gr, gg, gb = grad_colour[r, 0], grad_colour[r, 1], grad_colour[r, 2]
+    if gr == 0.0 and gg == 0.0 and gb == 0.0:
+        return
+    rest_r, rest_g, rest_b = colour[r, 0], colour[r, 1], colour[r, 2]
+    trans = 1.0
+    for l in range(nl):
+        v0, u0, u1, fv, fu = _texel_coords(ox, oy, oz, dx, dy, dz, radii[l], height, width)
+        if v0 < 0:
             continue
-        rest_r, rest_g, rest_b = colour[r, 0], colour[r, 1], colour[r, 2]
-        trans = 1.0
-        for l in range(nl):
-            v0, u0, u1, fv, fu = _texel_coords(ox, oy, oz, dx, dy, dz, radii[l], height, width)
-            if v0 < 0:
-                continue
-            v1 = min(v0 + 1, height - 1)
-            w00, w01, w10, w11 = _bilinear(layers, l, v0, v1, u0, u1, fv, fu, raw)
-            sig = max(raw[3], 0.0)
-            alpha = 1.0 - math.exp(-sig)
-            w = trans * alpha
-            kr = 1.0 / (1.0 + math.exp(-raw[0]))
-            kg = 1.0 / (1.0 + math.exp(-raw[1]))
-            kb = 1.0 / (1.0 + math.exp(-raw[2]))
-            rest_r -= w * kr
-            rest_g -= w * kg
-            rest_b -= w * kb
-            t_next = trans * (1.0 - alpha)
-            # d C / d sigma_l = (T_{l+1} c_l - rest) (alpha = 1 - exp(-sigma): d alpha / d sigma = 1 - alpha)
-            dsig = (gr * (t_next * kr - rest_r) + gg * (t_next * kg - rest_g) + gb * (t_next * kb - rest_b)) if raw[3] > 0.0 else 0.0
-            grads = (gr * w * kr * (1 - kr), gg * w * kg * (1 - kg), gb * w * kb * (1 - kb), dsig)
-            for ch in range(4):
-                g = grads[ch]
-                buf[tid, l, v0, u0, ch] += w00 * g
-                buf[tid, l, v0, u1, ch] += w01 * g
-                buf[tid, l, v1, u0, ch] += w10 * g
-                buf[tid, l, v1, u1, ch] += w11 * g
-            trans = t_next
+        v1 = min(v0 + 1, height - 1)
+        w00, w01, w10, w11 = _bilinear(layers, l, v0, v1, u0, u1, fv, fu, raw)
+        sig = max(raw[3], 0.0)
+        alpha = 1.0 - math.exp(-sig)
+        w = trans * alpha
+        kr = 1.0 / (1.0 + math.exp(-raw[0]))
+        kg = 1.0 / (1.0 + math.exp(-raw[1]))
+        kb = 1.0 / (1.0 + math.exp(-raw[2]))
+        rest_r -= w * kr
+        rest_g -= w * kg
+        rest_b -= w * kb
+        t_next = trans * (1.0 - alpha)
+        # d C / d sigma_l = (T_{l+1} c_l - rest) (alpha = 1 - exp(-sigma): d alpha / d sigma = 1 - alpha)
+        dsig = (gr * (t_next * kr - rest_r) + gg * (t_next * kg - rest_g) + gb * (t_next * kb - rest_b)) if raw[3] > 0.0 else 0.0
+        grads = (gr * w * kr * (1 - kr), gg * w * kg * (1 - kg), gb * w * kb * (1 - kb), dsig)
+        for ch in range(4):
+            g = grads[ch]
+            buf[l, v0, u0, ch] += w00 * g
+            buf[l, v0, u1, ch] += w01 * g
+            buf[l, v1, u0, ch] += w10 * g
+            buf[l, v1, u1, ch] += w11 * g
+        trans = t_next
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _msi_backward(layers, radii, brightness, origins, dirs, colour, grad_colour, buf, grad_layers):
+    """Chunk k of the rays (one per parallel iteration) adds into buf[k]; the chunks are then summed into
+    grad_layers in chunk order, texel by texel."""
+    nl, height, width, _ = layers.shape
+    nchunks = buf.shape[0]
+    nrays = origins.shape[0]
+    for k in prange(nchunks):
+        buf[k] = 0.0
+        raw = np.empty(4, dtype=np.float32)
+        for r in range(nrays * k // nchunks, nrays * (k + 1) // nchunks):
+            _msi_ray_backward(layers, radii, origins, dirs, colour, grad_colour, buf[k], raw, r, nl, height, width)
+    flat_buf = buf.reshape(nchunks, -1)
+    flat_grad = grad_layers.reshape(-1)
+    for t in prange(flat_grad.shape[0]):
+        total = 0.0
+        for k in range(nchunks):
+            total += flat_buf[k, t]
+        flat_grad[t] += total
 
 
 def msi_colour(layers: np.ndarray, radii: np.ndarray, brightness: float, origins: np.ndarray,
@@ -140,12 +159,11 @@ def msi_colour(layers: np.ndarray, radii: np.ndarray, brightness: float, origins
 def msi_grad(layers: np.ndarray, radii: np.ndarray, brightness: float, origins: np.ndarray, dirs: np.ndarray,
              colour: np.ndarray, grad_colour: np.ndarray, grad_layers: np.ndarray) -> None:
     """Add d loss / d layers into grad_layers, given each ray's background colour and d loss / d colour."""
-    threads = numba.get_num_threads()
-    buf = np.zeros((threads,) + layers.shape, np.float32)
+    chunks = max(1, min(numba.get_num_threads(), origins.shape[0]))
+    buf = np.empty((chunks,) + layers.shape, np.float32)
     _msi_backward(layers, radii.astype(np.float32), np.float32(brightness), np.ascontiguousarray(origins, np.float32),
                   np.ascontiguousarray(dirs, np.float32), np.ascontiguousarray(colour, np.float32),
-                  np.ascontiguousarray(grad_colour, np.float32), buf)
-    grad_layers += buf.sum(axis=0)
+                  np.ascontiguousarray(grad_colour, np.float32), buf, grad_layers)
 
 
 @njit(parallel=True, fastmath=True, cache=True)

@@ -201,3 +201,80 @@ def tv_loss(links, values, voxel_flat_ids, weight) -> float:
     dx, dy, dz = val(i + 1, j, k) - v0, val(i, j + 1, k) - v0, val(i, j, k + 1) - v0
     norm = np.sqrt(dx * dx + dy * dy + dz * dz + 1e-9)
     return float(weight * norm.sum() / len(voxel_flat_ids))
+
+
+def sparsity_grad(density, rows, weight):
+    """Reference of the Cauchy sparsity term: (loss, gradient (N,)) of weight * mean over the distinct
+    ``rows`` of log(1 + 2 relu(sigma)^2)."""
+    rows = np.unique(np.asarray(rows))
+    s = np.maximum(density[rows], 0.0)
+    grad = np.zeros_like(density)
+    grad[rows] = weight / len(rows) * 4.0 * s / (1.0 + 2.0 * s * s)
+    return float(weight * np.mean(np.log(1.0 + 2.0 * s * s))), grad
+
+
+def rmsprop_step(param, grad, avg_sq, lr, beta=0.95, eps=1e-8):
+    """Reference of kernels.rmsprop_step: new (param, avg_sq); rows whose gradient is all zero keep both."""
+    p2, g2, a2 = (np.asarray(x).reshape(len(x), -1) for x in (param, grad, avg_sq))
+    touched = (g2 != 0).any(axis=1)[:, None]
+    avg = np.where(touched, beta * a2 + (1 - beta) * g2 * g2, a2)
+    new = np.where(touched, p2 - lr * g2 / (np.sqrt(avg) + eps), p2)
+    return new.reshape(np.shape(param)), avg.reshape(np.shape(avg_sq))
+
+
+def pixel_rays(flat, offsets, widths, c2w, intrinsics, rgb, mask=None, premultiplied=False, background=None,
+               object_mask=None):
+    """Reference of kernels.pixel_rays (same arguments and results)."""
+    view = np.searchsorted(offsets, flat, side="right") - 1
+    local = flat - offsets[view]
+    v, u = np.divmod(local, widths[view])
+    k = intrinsics[view]
+    d_cam = np.stack([(u + 0.5 - k[:, 2]) / k[:, 0], (v + 0.5 - k[:, 3]) / k[:, 1], np.ones(len(flat))], -1)
+    d = np.einsum("nij,nj->ni", c2w[view, :3, :3], d_cam)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    target = rgb[flat]
+    if mask is not None:
+        m = mask[flat][:, None]
+        bg = np.zeros(3, np.float32) if background is None else np.asarray(background, np.float32)
+        target = (target if premultiplied else target * m) + (1.0 - m) * bg.reshape(-1, 3)
+    values = None if object_mask is None else object_mask[flat]
+    return c2w[view, :3, 3].astype(np.float32), d.astype(np.float32), target.astype(np.float32), values
+
+
+def morton_coords(mask):
+    """Reference of kernels.morton_coords: np.argwhere sorted by Morton code."""
+    from plenopack.grid import morton_order
+
+    coords = np.argwhere(mask).astype(np.int32)
+    return coords[morton_order(coords)]
+
+
+def box_dilate(mask, iterations):
+    """Reference of kernels.box_dilate (SciPy's binary dilation with the full 3x3x3 structure)."""
+    from scipy import ndimage
+
+    if iterations <= 0:
+        return np.array(mask, bool)
+    return ndimage.binary_dilation(mask, np.ones((3, 3, 3), bool), iterations=iterations)
+
+
+def prune_candidates(links, reso):
+    """Reference of kernels.prune_mask without values: new-resolution voxels whose centre falls in or next to
+    (6-neighbourhood) an occupied old voxel."""
+    from scipy import ndimage
+
+    occupied = ndimage.binary_dilation(links >= 0, iterations=1)
+    old = links.shape[0]
+    idx = np.minimum(((np.arange(reso) + 0.5) * old / reso).astype(np.int64), old - 1)
+    return occupied[np.ix_(idx, idx, idx)]
+
+
+def counter_uniform(key, counters):
+    """Reference of kernels.counter_rng.uniform on an array of counters (NumPy's wrapping uint64 arithmetic)."""
+    from plenopack.kernels.counter_rng import _M1, _M2, GOLDEN_GAMMA
+
+    z = np.uint64(key) + (np.asarray(counters, np.uint64) + np.uint64(1)) * np.uint64(GOLDEN_GAMMA)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(_M1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(_M2)
+    z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / 2.0 ** 53

@@ -11,6 +11,8 @@ from numba import njit, prange
 from plenopack.kernels.device import cell_corners, grid_coord, next_sample, ray_cube_interval
 from plenopack.kernels.render import _occupancy_args
 
+MAX_WEIGHT_BUFFER_BYTES = 1 << 28  # per-chunk maxima of max_ray_weights (fewer chunks on very large grids)
+
 
 @njit(parallel=True, fastmath=True, cache=True)
 def _trilinear_kernel(links, density, sh, points, out_density, out_sh):
@@ -52,41 +54,58 @@ def trilinear_sample(links, density, sh, points):
 
 @njit(parallel=True, fastmath=True, cache=True)
 def _max_weight_kernel(links, density, origins, dirs, step_size, stop_thresh, near, occupancy, block,
-                       use_occupancy, buf):
-    reso = links.shape[0]
-    dt = step_size * 2.0 / reso
-    for r in prange(origins.shape[0]):
-        tid = numba.get_thread_id()
+                       use_occupancy, buf, out):
+    """Chunk k of the rays (one per parallel iteration) keeps its maxima in buf[k]; then out = max(out, buf)."""
+    nchunks = buf.shape[0]
+    nrays = origins.shape[0]
+    for k in prange(nchunks):
+        buf[k] = 0.0
         rows = np.empty(8, dtype=np.int32)
         weights = np.empty(8, dtype=np.float32)
-        ox, oy, oz = origins[r, 0], origins[r, 1], origins[r, 2]
-        dx, dy, dz = dirs[r, 0], dirs[r, 1], dirs[r, 2]
-        t_in, t_out = ray_cube_interval(ox, oy, oz, dx, dy, dz, near)
-        if not t_in < t_out:
-            continue
-        trans = 1.0
-        t = t_in + 0.5 * dt
-        while True:
-            t, gx, gy, gz = next_sample(occupancy, block, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t, dt,
-                                        t_out)
-            if t >= t_out:
-                break
-            cell_corners(links, gx, gy, gz, rows, weights)
-            sigma = 0.0
+        for r in range(nrays * k // nchunks, nrays * (k + 1) // nchunks):
+            _max_weight_ray(links, density, origins, dirs, step_size, stop_thresh, near, occupancy, block,
+                            use_occupancy, buf[k], rows, weights, r)
+    for n in prange(out.shape[0]):
+        best = out[n]
+        for k in range(nchunks):
+            best = max(best, buf[k, n])
+        out[n] = best
+
+
+@njit(inline="always", fastmath=True, cache=True)
+def _max_weight_ray(links, density, origins, dirs, step_size, stop_thresh, near, occupancy, block, use_occupancy,
+                    buf, rows, weights, r):
+    """Ray r's sample weights into buf (N,) (maximum per voxel)."""
+    reso = links.shape[0]
+    dt = step_size * 2.0 / reso
+    ox, oy, oz = origins[r, 0], origins[r, 1], origins[r, 2]
+    dx, dy, dz = dirs[r, 0], dirs[r, 1], dirs[r, 2]
+    t_in, t_out = ray_cube_interval(ox, oy, oz, dx, dy, dz, near)
+    if not t_in < t_out:
+        return
+    trans = 1.0
+    t = t_in + 0.5 * dt
+    while True:
+        t, gx, gy, gz = next_sample(occupancy, block, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t, dt,
+                                    t_out)
+        if t >= t_out:
+            break
+        cell_corners(links, gx, gy, gz, rows, weights)
+        sigma = 0.0
+        for c in range(8):
+            if rows[c] >= 0:
+                sigma += weights[c] * density[rows[c]]
+        if sigma > 0.0:
+            alpha = 1.0 - math.exp(-sigma * dt)
+            w = trans * alpha
             for c in range(8):
-                if rows[c] >= 0:
-                    sigma += weights[c] * density[rows[c]]
-            if sigma > 0.0:
-                alpha = 1.0 - math.exp(-sigma * dt)
-                w = trans * alpha
-                for c in range(8):
-                    row = rows[c]
-                    if row >= 0 and w > buf[tid, row]:
-                        buf[tid, row] = w
-                trans *= 1.0 - alpha
-                if trans < stop_thresh:
-                    break
-            t += dt
+                row = rows[c]
+                if row >= 0 and w > buf[row]:
+                    buf[row] = w
+            trans *= 1.0 - alpha
+            if trans < stop_thresh:
+                break
+        t += dt
 
 
 def max_ray_weights(links, density, origins, dirs, step_size=0.5, stop_thresh=1e-4, occupancy=None, near=0.0,
@@ -94,17 +113,16 @@ def max_ray_weights(links, density, origins, dirs, step_size=0.5, stop_thresh=1e
     """Per-voxel maximum sample weight w_k = T_k alpha_k over all given rays (N,) float32.
 
     A sample's weight is credited to the 8 voxels of its trilinear cell. Pass ``out`` (from a previous
-    call) to accumulate the maximum over several batches of rays.
+    call) to accumulate the maximum over several batches of rays. The rays are split into one chunk per
+    thread, each with an (N,) buffer, as many as fit in `MAX_WEIGHT_BUFFER_BYTES`.
     """
-    threads = numba.get_num_threads()
-    buf = np.zeros((threads, density.shape[0]), dtype=np.float32)
+    result = np.zeros(density.shape[0], np.float32) if out is None else out
+    budget = max(1, MAX_WEIGHT_BUFFER_BYTES // max(1, 4 * density.shape[0]))
+    chunks = max(1, min(numba.get_num_threads(), budget, origins.shape[0]))
+    buf = np.empty((chunks, density.shape[0]), dtype=np.float32)
     cells, block, use = _occupancy_args(occupancy)
     if origins.shape[0]:
         _max_weight_kernel(links, density, np.ascontiguousarray(origins, np.float32),
                            np.ascontiguousarray(dirs, np.float32), np.float32(step_size), np.float32(stop_thresh),
-                           np.float32(near), cells, block, use, buf)
-    result = buf.max(axis=0)
-    if out is not None:
-        np.maximum(out, result, out=out)
-        return out
+                           np.float32(near), cells, block, use, buf, result)
     return result

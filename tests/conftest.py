@@ -11,6 +11,17 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
+def pytest_configure(config):
+    """On a clean clone the numba cache is empty: compile every kernel once here, in the process that starts
+    the xdist workers, so that the workers load the cache instead of each compiling the same kernels at the
+    same time on the same two cores (the compile is most of a cold run)."""
+    if hasattr(config, "workerinput") or config.getoption("collectonly", False):
+        return
+    from plenopack.build.warmup import compile_kernels
+
+    compile_kernels()
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA

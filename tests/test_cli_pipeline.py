@@ -26,11 +26,21 @@ def test_fit_json(fitted):
     assert summary["resolution"] == 32 and summary["voxels"] > 0
 
 
-def test_eval_json_has_required_keys(fitted, data_dir):
+def test_eval_json_has_required_keys(fitted, data_dir, tmp_path, lego_small):
     out, _ = fitted
-    r = run("eval", out, data_dir / "scenes" / "lego", "--json")
+    r = run("eval", out, data_dir / "scenes" / "lego", "--json", "--sheet", tmp_path / "sheet.png")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
+    # the contact sheet: 13 (photo, render) pairs of 40 px in 4 columns, the first photo pasted as it is
+    import numpy as np
+    from PIL import Image
+
+    from plenopack.contact_sheet import CAPTION, GAP
+
+    sheet = np.asarray(Image.open(res["sheet"]))
+    assert sheet.shape[:2] == (4 * (40 + CAPTION + GAP) + GAP, 4 * (80 + 2 * GAP) + GAP)
+    photo = np.round(lego_small.images[lego_small.test_ids[0]] * 255).astype(int)
+    assert np.abs(sheet[GAP:GAP + 40, GAP:GAP + 40].astype(int) - photo).max() <= 1
     for key in ("psnr", "ssim", "lpips", "memory_mb", "views", "psnr_masked"):
         assert key in res
     assert res["views"] == 13 and res["psnr"] > 15 and 0 < res["ssim"] <= 1

@@ -10,6 +10,8 @@ fg + (1 - acc) * image, and only object pixels (mask > 0.5) are compared. A grid
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from plenopack.grid import Grid
@@ -21,12 +23,15 @@ from plenopack.scene.base import Scene
 
 def evaluate(grid: Grid, scene: Scene, split: str = "test", background=None, lpips=None,
              step_size: float = 0.5, max_views: int | None = None, progress: ProgressCallback | None = None,
-             near: float = 0.0) -> dict:
+             near: float = 0.0, on_view: Callable[[int, np.ndarray, np.ndarray, dict], None] | None = None
+             ) -> dict:
     """Render the split's views and score them.
 
     ``lpips``: a callable (pred, target) -> float (see plenopack.lpips), or None (reported as null).
     ``near``: rays start this far from the camera (unit-cube units), as the fit's ``near_clip``.
-    ``progress`` receives "evaluate" events (views done).
+    ``progress`` receives "evaluate" events (views done). ``on_view(view, render, photo, scores)``, if given,
+    is called for each view with the composited render and the photo ((h, w, 3) float32 in [0, 1]) and that
+    view's scores (e.g. `plenopack.contact_sheet.ContactSheet`).
     Returns psnr, ssim, lpips (means over views), psnr_masked (scenes with masks), views, per_view.
     """
     ids = scene.split_ids(split)
@@ -52,6 +57,8 @@ def evaluate(grid: Grid, scene: Scene, split: str = "test", background=None, lpi
         if scene.masks is not None:
             row["psnr_masked"] = psnr(foreground + (1.0 - acc)[..., None] * target, target, scene.masks[i])
         per_view.append(row)
+        if on_view is not None:
+            on_view(int(i), rgb, target, row)
     report(progress, "evaluate", len(ids), len(ids))
 
     def mean(key):

@@ -115,23 +115,24 @@ def encode_to_file(path: str | Path, grid: Grid, metadata: dict, codec: CodecCon
 
 
 def evaluate_grid(grid: Grid, metadata: dict, scene: Scene, split: str = "test", lpips=None,
-                  lpips_net: str | None = None, progress: ProgressCallback | None = None) -> dict:
-    """Score a decoded grid on the scene's views, rendered as it was fitted (background, step, near clip)."""
+                  lpips_net: str | None = None, progress: ProgressCallback | None = None, on_view=None) -> dict:
+    """Score a decoded grid on the scene's views, rendered as it was fitted (background, step, near clip);
+    ``on_view`` as `plenopack.evaluate.evaluate`'s."""
     from plenopack.evaluate import evaluate
 
     bg = metadata.get("eval_background")
     config = recorded_fit_config(metadata) or FitConfig()
     result = evaluate(grid, scene, split=split, background=tuple(bg) if bg else None, lpips=lpips,
-                      step_size=config.step_size, near=config.near_clip, progress=progress)
+                      step_size=config.step_size, near=config.near_clip, progress=progress, on_view=on_view)
     result["lpips_net"] = lpips_net if lpips is not None else None
     return result
 
 
 def evaluate_file(path: str | Path, scene: Scene, split: str = "test", lpips=None, lpips_net: str | None = None,
-                  progress: ProgressCallback | None = None) -> dict:
+                  progress: ProgressCallback | None = None, on_view=None) -> dict:
     """Decode a file and score it; adds memory_mb, bytes and file."""
     f = read_plen(path)
-    result = evaluate_grid(f.grid, f.metadata, scene, split, lpips, lpips_net, progress)
+    result = evaluate_grid(f.grid, f.metadata, scene, split, lpips, lpips_net, progress, on_view)
     result.update({"memory_mb": f.memory_mb, "bytes": f.nbytes, "file": str(path)})
     return result
 

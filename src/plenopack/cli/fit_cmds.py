@@ -75,12 +75,15 @@ def eval_cmd(
     scene_options: list[str] = scene_option_flag(),
     format: str = typer.Option(None, "--format", help="Force the capture loader (default: as recorded)."),
     max_side: int = typer.Option(None, "--max-side", help="Default: as recorded at fit time."),
+    sheet: Path = typer.Option(None, "--sheet", help="Also write a contact sheet of the views (photo beside "
+                               "render, with scores): .png or .jpg."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Render held-out views and report PSNR, SSIM, LPIPS and memory (MB = file bytes / 2^20).
 
     The capture is loaded with the format, image size and loader options recorded in the file, so the split and
     normalisation are those of the fit."""
+    from plenopack.contact_sheet import ContactSheet
     from plenopack.fileformat import read_plen_header
     from plenopack.lpips import resolve_lpips
     from plenopack.pipeline import evaluate_file, load_recorded_scene
@@ -91,8 +94,11 @@ def eval_cmd(
     model, backbone, note = (None, None, "") if no_lpips else resolve_lpips(lpips_net)
     if note and not as_json:
         typer.echo(note, err=True)
+    contact = ContactSheet() if sheet is not None else None
     with RichProgress(enabled=not as_json) as progress:
-        result = evaluate_file(plen, scene, split, model, backbone, progress)
+        result = evaluate_file(plen, scene, split, model, backbone, progress, contact)
+    if contact is not None:
+        result["sheet"] = str(contact.save(sheet))
     if as_json:
         result.pop("per_view")
         typer.echo(json.dumps(result))
@@ -103,4 +109,6 @@ def eval_cmd(
     if "psnr_masked" in result:
         line += f", masked PSNR {result['psnr_masked']:.2f} dB"
     typer.echo(line)
+    if contact is not None:
+        typer.echo(f"contact sheet: {result['sheet']}")
 

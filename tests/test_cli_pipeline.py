@@ -44,6 +44,7 @@ def test_eval_json_has_required_keys(fitted, data_dir, tmp_path, lego_small):
     for key in ("psnr", "ssim", "lpips", "memory_mb", "views", "psnr_masked"):
         assert key in res
     assert res["views"] == 13 and res["psnr"] > 15 and 0 < res["ssim"] <= 1
+    assert res["psnr_worst"] < res["psnr"] and res["worst_view"] in lego_small.test_ids
     assert res["lpips"] is not None and res["lpips_net"] in ("vgg", "squeeze")
     assert res["memory_mb"] == pytest.approx(out.stat().st_size / 2 ** 20)
 

@@ -32,7 +32,8 @@ def evaluate(grid: Grid, scene: Scene, split: str = "test", background=None, lpi
     ``progress`` receives "evaluate" events (views done). ``on_view(view, render, photo, scores)``, if given,
     is called for each view with the composited render and the photo ((h, w, 3) float32 in [0, 1]) and that
     view's scores (e.g. `plenopack.contact_sheet.ContactSheet`).
-    Returns psnr, ssim, lpips (means over views), psnr_masked (scenes with masks), views, per_view.
+    Returns psnr, ssim, lpips (means over views), psnr_masked (scenes with masks), views, psnr_worst and
+    worst_view (the lowest-PSNR view: floaters show there first), per_view.
     """
     ids = scene.split_ids(split)
     if max_views is not None:
@@ -65,8 +66,10 @@ def evaluate(grid: Grid, scene: Scene, split: str = "test", background=None, lpi
         vals = [r[key] for r in per_view if key in r and np.isfinite(r[key])]
         return float(np.mean(vals)) if vals else None
 
+    worst = min(per_view, key=lambda r: r["psnr"]) if per_view else None
     result = {"psnr": mean("psnr"), "ssim": mean("ssim"), "lpips": mean("lpips"), "views": len(per_view),
-              "split": split, "per_view": per_view}
+              "split": split, "psnr_worst": worst and worst["psnr"], "worst_view": worst and worst["view"],
+              "per_view": per_view}
     if scene.masks is not None:
         result["psnr_masked"] = mean("psnr_masked")
     return result

@@ -105,7 +105,8 @@ def eval_cmd(
         return
     lp = "n/a" if result["lpips"] is None else f"{result['lpips']:.4f} ({backbone})"
     line = (f"{plen.name} on {scene.name} [{split}, {result['views']} views]: PSNR {result['psnr']:.2f} dB, "
-            f"SSIM {result['ssim']:.4f}, LPIPS {lp}, memory {result['memory_mb']:.2f} MB")
+            f"SSIM {result['ssim']:.4f}, LPIPS {lp}, memory {result['memory_mb']:.2f} MB; worst view "
+            f"{result['worst_view']} at {result['psnr_worst']:.2f} dB")
     if "psnr_masked" in result:
         line += f", masked PSNR {result['psnr_masked']:.2f} dB"
     typer.echo(line)

@@ -66,51 +66,58 @@ def _sample(links, density, sh, basis_count, basis, gx, gy, gz, rows, weights, c
     return sigma
 
 
+FORWARD_RAYS_PER_TASK = 256  # rays per parallel task of the forward kernel: scratch is allocated once per task,
+# and a load-balancing layer (tbb) deals out tasks of rays that hit the object (long) and rays that miss (short)
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def _forward_kernel(links, density, sh, basis_count, origins, dirs, background, bg_stride, step_size,
                     stop_thresh, near, occupancy, block, use_occupancy, out_rgb, out_depth, out_acc):
     reso = links.shape[0]
     dt = step_size * 2.0 / reso
-    for r in prange(origins.shape[0]):
+    n = origins.shape[0]
+    tasks = (n + FORWARD_RAYS_PER_TASK - 1) // FORWARD_RAYS_PER_TASK
+    for task in prange(tasks):
         basis = np.empty(16, dtype=np.float32)
         rows = np.empty(8, dtype=np.int32)
         weights = np.empty(8, dtype=np.float32)
         raw = np.empty(3, dtype=np.float32)
         coeffs = np.empty(sh.shape[1], dtype=np.float32)
-        ox, oy, oz = origins[r, 0], origins[r, 1], origins[r, 2]
-        dx, dy, dz = dirs[r, 0], dirs[r, 1], dirs[r, 2]
-        eval_sh_basis(basis_count, dx, dy, dz, basis)
-        t_in, t_out = ray_cube_interval(ox, oy, oz, dx, dy, dz, near)
-        cr = 0.0
-        cg = 0.0
-        cb = 0.0
-        depth = 0.0
-        trans = 1.0
-        if t_in < t_out:
-            t = t_in + 0.5 * dt
-            while True:
-                t, gx, gy, gz = next_sample(occupancy, block, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t, dt,
-                                            t_out)
-                if t >= t_out:
-                    break
-                sigma = _sample(links, density, sh, basis_count, basis, gx, gy, gz, rows, weights, coeffs, raw)
-                if sigma > 0.0:
-                    alpha = 1.0 - math.exp(-sigma * dt)
-                    w = trans * alpha
-                    cr += w * min(max(raw[0], 0.0), 1.0)
-                    cg += w * min(max(raw[1], 0.0), 1.0)
-                    cb += w * min(max(raw[2], 0.0), 1.0)
-                    depth += w * t
-                    trans *= 1.0 - alpha
-                    if trans < stop_thresh:
+        for r in range(task * FORWARD_RAYS_PER_TASK, min(n, (task + 1) * FORWARD_RAYS_PER_TASK)):
+            ox, oy, oz = origins[r, 0], origins[r, 1], origins[r, 2]
+            dx, dy, dz = dirs[r, 0], dirs[r, 1], dirs[r, 2]
+            eval_sh_basis(basis_count, dx, dy, dz, basis)
+            t_in, t_out = ray_cube_interval(ox, oy, oz, dx, dy, dz, near)
+            cr = 0.0
+            cg = 0.0
+            cb = 0.0
+            depth = 0.0
+            trans = 1.0
+            if t_in < t_out:
+                t = t_in + 0.5 * dt
+                while True:
+                    t, gx, gy, gz = next_sample(occupancy, block, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t,
+                                                dt, t_out)
+                    if t >= t_out:
                         break
-                t += dt
-        bi = r * bg_stride
-        out_rgb[r, 0] = cr + trans * background[bi, 0]
-        out_rgb[r, 1] = cg + trans * background[bi, 1]
-        out_rgb[r, 2] = cb + trans * background[bi, 2]
-        out_depth[r] = depth
-        out_acc[r] = 1.0 - trans
+                    sigma = _sample(links, density, sh, basis_count, basis, gx, gy, gz, rows, weights, coeffs, raw)
+                    if sigma > 0.0:
+                        alpha = 1.0 - math.exp(-sigma * dt)
+                        w = trans * alpha
+                        cr += w * min(max(raw[0], 0.0), 1.0)
+                        cg += w * min(max(raw[1], 0.0), 1.0)
+                        cb += w * min(max(raw[2], 0.0), 1.0)
+                        depth += w * t
+                        trans *= 1.0 - alpha
+                        if trans < stop_thresh:
+                            break
+                    t += dt
+            bi = r * bg_stride
+            out_rgb[r, 0] = cr + trans * background[bi, 0]
+            out_rgb[r, 1] = cg + trans * background[bi, 1]
+            out_rgb[r, 2] = cb + trans * background[bi, 2]
+            out_depth[r] = depth
+            out_acc[r] = 1.0 - trans
 
 
 
@@ -292,9 +299,10 @@ def render_rays(links, density, sh, sh_degree, origins, dirs, background, step_s
     depth = np.empty(n, dtype=np.float32)
     acc = np.empty(n, dtype=np.float32)
     if n:
-        _forward_kernel(links, density, sh, (sh_degree + 1) ** 2, np.ascontiguousarray(origins, np.float32),
-                        np.ascontiguousarray(dirs, np.float32), bg, stride, np.float32(step_size),
-                        np.float32(stop_thresh), np.float32(near), cells, block, use, rgb, depth, acc)
+        with numba.parallel_chunksize(1):  # one task at a time: a load-balancing layer (tbb) deals them out
+            _forward_kernel(links, density, sh, (sh_degree + 1) ** 2, np.ascontiguousarray(origins, np.float32),
+                            np.ascontiguousarray(dirs, np.float32), bg, stride, np.float32(step_size),
+                            np.float32(stop_thresh), np.float32(near), cells, block, use, rgb, depth, acc)
     return rgb, depth, acc
 
 

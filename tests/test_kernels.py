@@ -74,6 +74,41 @@ def test_occupancy_covers_voxels_on_cell_borders():
         np.testing.assert_allclose(x, y, atol=1e-5)
 
 
+def test_empty_space_distance_is_the_chessboard_distance_to_a_marked_cell():
+    rng = np.random.default_rng(6)
+    cells = (rng.random((9, 9, 9)) < 0.01).astype(np.uint8)
+    cells[0, 0, 0] = 1
+    dist = K.occupancy.empty_space_distance(cells)
+    marked = np.argwhere(cells)
+    for idx in np.ndindex(cells.shape):
+        assert dist[idx] == np.abs(marked - np.array(idx)).max(axis=1).min()
+    assert (K.occupancy.empty_space_distance(np.zeros((3, 3, 3), np.uint8)) == K.occupancy.MAX_DISTANCE).all()
+
+
+def test_leaps_over_empty_boxes_give_the_same_result():
+    """Single voxels scattered far apart in a large grid, rays aimed near them from every side: rays leap over
+    empty boxes many cells wide (distance > 1) and must stop leaping exactly where a marked cell begins."""
+    rng = np.random.default_rng(7)
+    reso = 64
+    coords = np.unique(rng.integers(0, reso, size=(60, 3)), axis=0)
+    g = Grid.from_coords(reso, coords, np.full(len(coords), 300.0, np.float32),
+                         rng.normal(size=(len(coords), 12)).astype(np.float32) * 0.3, 1)
+    occ = K.build_occupancy(g.links, g.density, block=1)  # cells of one voxel: a leap one cell too far shows
+    assert occ.distance.max() > 3
+    n = 6000
+    origins = rng.normal(size=(n, 3))
+    origins = 2.5 * origins / np.linalg.norm(origins, axis=1, keepdims=True)
+    targets = (coords[rng.integers(0, len(coords), n)] + 0.5 + rng.uniform(-1.5, 1.5, (n, 3))) * 2 / reso - 1
+    dirs = targets - origins
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    o, d = origins.astype(np.float32), dirs.astype(np.float32)
+    a = K.render_rays(g.links, g.density, g.sh, 1, o, d, np.ones(3, np.float32))
+    b = K.render_rays(g.links, g.density, g.sh, 1, o, d, np.ones(3, np.float32), occupancy=occ)
+    assert (a[2] > 0.01).sum() > n // 4
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, atol=1e-5)
+
+
 def test_constant_slab_transmittance_is_analytic():
     reso, sigma = 16, 3.0
     g = Grid.dense(reso, 0, density=sigma)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -20,6 +22,22 @@ def test_psnr_mask_counts_only_object_pixels():
     mask[2:] = 1
     assert psnr(pred, target, mask) == float("inf")
     assert psnr(pred, target) == pytest.approx(-10 * np.log10(0.5))
+
+
+def test_ssim_is_scikit_images_standard_ssim():
+    """Held against scikit-image's reference on bundled real photos (odd sizes, a blurred and a shifted copy)."""
+    import imageio.v3 as iio
+    from skimage.metrics import structural_similarity
+
+    root = Path(__file__).parent.parent / "data" / "lpips"
+    ref = iio.imread(root / "ex_ref.png")[..., :3].astype(np.float32) / 255
+    for other in (iio.imread(root / "ex_p0.png")[..., :3].astype(np.float32) / 255,
+                  np.roll(ref, 3, axis=1)[:61, :59], np.clip(ref * 1.3 - 0.1, 0, 1)[:61, :59]):
+        target = ref[: other.shape[0], : other.shape[1]]
+        expected = structural_similarity(np.clip(other, 0, 1), target, gaussian_weights=True, sigma=1.5,
+                                         use_sample_covariance=False, data_range=1.0, channel_axis=-1)
+        assert ssim(other, target) == pytest.approx(expected, abs=1e-5)
+        assert ssim(other, target) < 0.99
 
 
 def test_ssim_identity_and_degradation():

@@ -6,10 +6,36 @@ Conventions are those of `plenopack.grid` (links, density, SH layout, colour and
 rays are in the unit-cube frame with unit directions.
 """
 
+import hashlib
+from pathlib import Path
+
 from plenopack.resources import default_threading
 
 # A fork-safe threading layer unless the process chose one (plenopack.resources.configure_threading).
 default_threading()
+
+
+def _drop_stale_kernel_cache() -> None:
+    """numba keys each cached kernel on its own file only, but the kernels inline device functions from the
+    other files here (device.py, counter_rng.py, ...): after an edit or upgrade of one of those, a kernel in an
+    unchanged file would load stale machine code. So the cache lives with a digest of all kernel sources and
+    is dropped when they change."""
+    here = Path(__file__).parent
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(here.glob("*.py")))).hexdigest()
+    cache = here / "__pycache__"
+    stamp = cache / "kernel-sources.sha256"
+    try:
+        if stamp.exists() and stamp.read_text() == digest:
+            return
+        for old in [*cache.glob("*.nbi"), *cache.glob("*.nbc")]:
+            old.unlink(missing_ok=True)
+        cache.mkdir(exist_ok=True)
+        stamp.write_text(digest)
+    except OSError:  # a read-only install: numba then caches elsewhere or not at all
+        pass
+
+
+_drop_stale_kernel_cache()
 
 from plenopack.kernels.device import sh_basis  # noqa: E402
 from plenopack.kernels.msi import msi_colour, msi_grad, msi_tv_grad  # noqa: E402

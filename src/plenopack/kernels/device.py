@@ -110,19 +110,21 @@ def cell_corners(links, gx, gy, gz, rows, weights):
 
 
 @njit(inline="always", fastmath=True, cache=True)
-def skip_empty(occupancy, block, reso, ox, oy, oz, dx, dy, dz, t, dt, gx, gy, gz):
-    """If the occupancy cell of grid point g is empty, return the next sample distance past that cell
-    on the same sample lattice (t + n * dt); otherwise return t unchanged.
+def skip_empty(distance, block_shift, reso, ox, oy, oz, dx, dy, dz, t, dt, gx, gy, gz):
+    """If the occupancy cell of grid point g is empty, return the next sample distance past the empty box
+    of cells around it, on the same sample lattice (t + n * dt); otherwise return t unchanged.
 
-    The occupancy field is dilated by one cell when built, so an empty cell guarantees that every
-    trilinear corner of every sample inside it is empty.
+    ``distance`` is the occupancy field's chessboard distance to the nearest marked cell (see
+    `plenopack.kernels.occupancy`): k > 0 means every cell within k - 1 of cell c is empty, and marked cells
+    cover the trilinear corners of every sample that could see density, so no such sample is skipped.
     """
-    cx = int(gx) // block
-    cy = int(gy) // block
-    cz = int(gz) // block
-    if occupancy[cx, cy, cz] != 0:
+    cx = np.int32(gx) >> block_shift  # g >= 0: a shift is the floor division by the block
+    cy = np.int32(gy) >> block_shift
+    cz = np.int32(gz) >> block_shift
+    k = np.int32(distance[cx, cy, cz])
+    if k == 0:
         return t
-    ncell = occupancy.shape[0]
+    ncell = distance.shape[0]
     half = 0.5 * reso
     t_exit = 1e30
     for axis in range(3):
@@ -132,11 +134,11 @@ def skip_empty(occupancy, block, reso, ox, oy, oz, dx, dy, dz, t, dt, gx, gy, gz
             o, d, c = oy, dy, cy
         else:
             o, d, c = oz, dz, cz
-        if d > 1e-12 and c < ncell - 1:
-            g_bound = (c + 1) * block  # the cell's upper face, in grid coordinates
+        if d > 1e-12 and c + k < ncell:
+            g_bound = (c + k) << block_shift  # the empty box's upper face, in grid coordinates
             t_exit = min(t_exit, ((g_bound + 0.5) / half - 1.0 - o) / d)
-        elif d < -1e-12 and c > 0:
-            g_bound = c * block
+        elif d < -1e-12 and c - k >= 0:
+            g_bound = (c - k + 1) << block_shift  # its lower face
             t_exit = min(t_exit, ((g_bound + 0.5) / half - 1.0 - o) / d)
     if t_exit >= 1e29:
         return 1e30
@@ -147,7 +149,7 @@ def skip_empty(occupancy, block, reso, ox, oy, oz, dx, dy, dz, t, dt, gx, gy, gz
 
 
 @njit(inline="always", fastmath=True, cache=True)
-def next_sample(occupancy, block, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t, dt, t_out):
+def next_sample(occupancy, block_shift, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t, dt, t_out):
     """The first sample at or after distance t, on the lattice t + n dt, that is not inside an empty occupancy
     cell: (t, gx, gy, gz) with its grid coordinates; t >= t_out when the ray has none left."""
     while t < t_out:
@@ -155,7 +157,7 @@ def next_sample(occupancy, block, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t
         gy = grid_coord(oy + t * dy, reso)
         gz = grid_coord(oz + t * dz, reso)
         if use_occupancy:
-            t_next = skip_empty(occupancy, block, reso, ox, oy, oz, dx, dy, dz, t, dt, gx, gy, gz)
+            t_next = skip_empty(occupancy, block_shift, reso, ox, oy, oz, dx, dy, dz, t, dt, gx, gy, gz)
             if t_next != t:
                 t = t_next
                 continue

@@ -29,7 +29,7 @@ from numba import njit, prange
 from plenopack.kernels.device import cell_corners, eval_sh_basis, next_sample, ray_cube_interval
 from plenopack.kernels.scatter import GradWorkspace, scatter_records
 
-_EMPTY_OCCUPANCY = np.ones((1, 1, 1), dtype=np.uint8)
+_EMPTY_OCCUPANCY = np.zeros((1, 1, 1), dtype=np.uint8)  # unused when use_occupancy is False
 _NO_MIN_ACC = np.zeros(0, dtype=np.float32)
 _NO_FLAGS = np.zeros(0, dtype=np.uint8)
 
@@ -72,7 +72,7 @@ FORWARD_RAYS_PER_TASK = 256  # rays per parallel task of the forward kernel: scr
 
 @njit(parallel=True, fastmath=True, cache=True)
 def _forward_kernel(links, density, sh, basis_count, origins, dirs, background, bg_stride, step_size,
-                    stop_thresh, near, occupancy, block, use_occupancy, out_rgb, out_depth, out_acc):
+                    stop_thresh, near, occupancy, block_shift, use_occupancy, out_rgb, out_depth, out_acc):
     reso = links.shape[0]
     dt = step_size * 2.0 / reso
     n = origins.shape[0]
@@ -96,7 +96,7 @@ def _forward_kernel(links, density, sh, basis_count, origins, dirs, background, 
             if t_in < t_out:
                 t = t_in + 0.5 * dt
                 while True:
-                    t, gx, gy, gz = next_sample(occupancy, block, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t,
+                    t, gx, gy, gz = next_sample(occupancy, block_shift, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t,
                                                 dt, t_out)
                     if t >= t_out:
                         break
@@ -123,7 +123,7 @@ def _forward_kernel(links, density, sh, basis_count, origins, dirs, background, 
 
 @njit(parallel=True, fastmath=True, cache=True)
 def _march_records(links, density, sh, basis_count, origins, dirs, background, bg_stride, step_size, stop_thresh,
-                   near, occupancy, block, use_occupancy, vjp, target, beta_weight, min_acc, min_acc_weight,
+                   near, occupancy, block_shift, use_occupancy, vjp, target, beta_weight, min_acc, min_acc_weight,
                    grad_rgb, grad_acc, rec_rows, rec_weights, rec_vals, rec_ray, basis_of_ray, chunk_base,
                    chunk_count, counts, shift, out_rgb, out_acc, out_sqerr):
     """Forward + backward of every ray, chunk by chunk (one chunk of consecutive rays per parallel iteration),
@@ -166,7 +166,7 @@ def _march_records(links, density, sh, basis_count, origins, dirs, background, b
             if t_in < t_out:
                 t = t_in + 0.5 * dt
                 while True:
-                    t, gx, gy, gz = next_sample(occupancy, block, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t,
+                    t, gx, gy, gz = next_sample(occupancy, block_shift, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t,
                                                 dt, t_out)
                     if t >= t_out:
                         break
@@ -281,7 +281,7 @@ def _background_rows(background, nrays):
 def _occupancy_args(occupancy):
     if occupancy is None:
         return _EMPTY_OCCUPANCY, 1, False
-    return occupancy.cells, occupancy.block, True
+    return occupancy.distance, occupancy.shift, True
 
 
 def render_rays(links, density, sh, sh_degree, origins, dirs, background, step_size=0.5, stop_thresh=1e-4,
@@ -294,7 +294,7 @@ def render_rays(links, density, sh, sh_degree, origins, dirs, background, step_s
     """
     n = origins.shape[0]
     bg, stride = _background_rows(background, n)
-    cells, block, use = _occupancy_args(occupancy)
+    cells, block_shift, use = _occupancy_args(occupancy)
     rgb = np.empty((n, 3), dtype=np.float32)
     depth = np.empty(n, dtype=np.float32)
     acc = np.empty(n, dtype=np.float32)
@@ -302,7 +302,7 @@ def render_rays(links, density, sh, sh_degree, origins, dirs, background, step_s
         with numba.parallel_chunksize(1):  # one task at a time: a load-balancing layer (tbb) deals them out
             _forward_kernel(links, density, sh, (sh_degree + 1) ** 2, np.ascontiguousarray(origins, np.float32),
                             np.ascontiguousarray(dirs, np.float32), bg, stride, np.float32(step_size),
-                            np.float32(stop_thresh), np.float32(near), cells, block, use, rgb, depth, acc)
+                            np.float32(stop_thresh), np.float32(near), cells, block_shift, use, rgb, depth, acc)
     return rgb, depth, acc
 
 
@@ -320,11 +320,11 @@ def march_and_scatter(links, density, sh, sh_degree, origins, dirs, bg, stride, 
     sqerr = np.zeros(n, dtype=np.float32)
     if n == 0:
         return rgb, acc, 0.0
-    cells, block, use = _occupancy_args(occupancy)
+    cells, block_shift, use = _occupancy_args(occupancy)
     ws = workspace
     no_rays = np.zeros((0, 3), np.float32)
     args = (np.ascontiguousarray(origins, np.float32), np.ascontiguousarray(dirs, np.float32), bg, stride,
-            np.float32(step_size), np.float32(stop_thresh), np.float32(near), cells, block, use, vjp,
+            np.float32(step_size), np.float32(stop_thresh), np.float32(near), cells, block_shift, use, vjp,
             no_rays if target is None else np.ascontiguousarray(target, np.float32), np.float32(beta_weight),
             _NO_MIN_ACC if min_acc is None else np.ascontiguousarray(min_acc, np.float32),
             np.float32(min_acc_weight), no_rays if grad_rgb is None else grad_rgb,

@@ -53,7 +53,7 @@ def trilinear_sample(links, density, sh, points):
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _max_weight_kernel(links, density, origins, dirs, step_size, stop_thresh, near, occupancy, block,
+def _max_weight_kernel(links, density, origins, dirs, step_size, stop_thresh, near, occupancy, block_shift,
                        use_occupancy, buf, out):
     """Chunk k of the rays (one per parallel iteration) keeps its maxima in buf[k]; then out = max(out, buf)."""
     nchunks = buf.shape[0]
@@ -63,7 +63,7 @@ def _max_weight_kernel(links, density, origins, dirs, step_size, stop_thresh, ne
         rows = np.empty(8, dtype=np.int32)
         weights = np.empty(8, dtype=np.float32)
         for r in range(nrays * k // nchunks, nrays * (k + 1) // nchunks):
-            _max_weight_ray(links, density, origins, dirs, step_size, stop_thresh, near, occupancy, block,
+            _max_weight_ray(links, density, origins, dirs, step_size, stop_thresh, near, occupancy, block_shift,
                             use_occupancy, buf[k], rows, weights, r)
     for n in prange(out.shape[0]):
         best = out[n]
@@ -73,7 +73,7 @@ def _max_weight_kernel(links, density, origins, dirs, step_size, stop_thresh, ne
 
 
 @njit(inline="always", fastmath=True, cache=True)
-def _max_weight_ray(links, density, origins, dirs, step_size, stop_thresh, near, occupancy, block, use_occupancy,
+def _max_weight_ray(links, density, origins, dirs, step_size, stop_thresh, near, occupancy, block_shift, use_occupancy,
                     buf, rows, weights, r):
     """Ray r's sample weights into buf (N,) (maximum per voxel)."""
     reso = links.shape[0]
@@ -86,7 +86,7 @@ def _max_weight_ray(links, density, origins, dirs, step_size, stop_thresh, near,
     trans = 1.0
     t = t_in + 0.5 * dt
     while True:
-        t, gx, gy, gz = next_sample(occupancy, block, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t, dt,
+        t, gx, gy, gz = next_sample(occupancy, block_shift, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t, dt,
                                     t_out)
         if t >= t_out:
             break
@@ -120,9 +120,9 @@ def max_ray_weights(links, density, origins, dirs, step_size=0.5, stop_thresh=1e
     budget = max(1, MAX_WEIGHT_BUFFER_BYTES // max(1, 4 * density.shape[0]))
     chunks = max(1, min(numba.get_num_threads(), budget, origins.shape[0]))
     buf = np.empty((chunks, density.shape[0]), dtype=np.float32)
-    cells, block, use = _occupancy_args(occupancy)
+    cells, block_shift, use = _occupancy_args(occupancy)
     if origins.shape[0]:
         _max_weight_kernel(links, density, np.ascontiguousarray(origins, np.float32),
                            np.ascontiguousarray(dirs, np.float32), np.float32(step_size), np.float32(stop_thresh),
-                           np.float32(near), cells, block, use, buf, result)
+                           np.float32(near), cells, block_shift, use, buf, result)
     return result

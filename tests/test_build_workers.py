@@ -38,6 +38,29 @@ def test_workers_start_with_their_thread_counts():
         assert row["layer"] in ("workqueue", "omp", "tbb")
 
 
+def _process_facts():
+    import sys
+
+    import numba
+
+    return {"preloaded": "plenopack.contact_sheet" in sys.modules, "numba_pool": numba.config.NUMBA_NUM_THREADS,
+            "omp": os.environ.get("OMP_NUM_THREADS"), "pid": os.getpid(), "parent": os.getppid()}
+
+
+def test_workers_fork_from_a_server_that_preloaded_their_modules():
+    """Workers start from a fork server holding the preloaded modules; a pool with other thread counts gets a
+    server started under its own environment, not the first one's."""
+    facts = {}
+    for threads in (1, 2):
+        with WorkerPool(2, _init_worker, (threads,), thread_env(threads), ["plenopack.contact_sheet"]) as pool:
+            facts[threads] = [row for _, row in pool.run([(i, _process_facts, ()) for i in range(2)])]
+    for threads, rows in facts.items():
+        assert all(r["preloaded"] for r in rows)
+        assert all(r["numba_pool"] == threads and r["omp"] == str(threads) for r in rows)
+        assert rows[0]["parent"] == rows[1]["parent"] != os.getpid()  # siblings forked by one server
+    assert facts[1][0]["parent"] != facts[2][0]["parent"]  # restarted for the other environment
+
+
 def _kernel_signatures():
     import importlib
     import pkgutil

@@ -92,6 +92,15 @@ def _init_worker(threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
+def worker_imports(config: BuildConfig) -> list[str]:
+    """Modules the workers' fork server imports once for all of them: the scene pipeline, and torch with the
+    LPIPS networks when the build scores LPIPS (a missing torch is skipped there and reported by the worker)."""
+    modules = ["plenopack.build.builder"]
+    if config.evaluate and config.lpips_net:
+        modules += ["torch", "plenopack.lpips"]
+    return modules
+
+
 def is_done(row: dict | None, out_dir: Path, config_key: str, verify: bool = False) -> bool:
     """A finished scene: ok in the manifest, same configuration, file present with the recorded size (and,
     with ``verify``, the recorded SHA-256)."""
@@ -162,7 +171,7 @@ def build_dataset(source: str | Path, out_dir: str | Path, config: BuildConfig, 
             from plenopack.build.warmup import compile_kernels
 
             compile_kernels(config.fit_config())  # once here, so that the workers load the kernels from the cache
-        with WorkerPool(workers, _init_worker, (threads,), thread_env(threads)) as pool:
+        with WorkerPool(workers, _init_worker, (threads,), thread_env(threads), worker_imports(config)) as pool:
             tasks = [(ref.id, process_scene, (ref, config, str(out), config_key)) for ref in todo]
             by_id = {ref.id: ref for ref in todo}
             for scene_id, row in pool.run(tasks):

@@ -87,14 +87,26 @@ def main() -> None:
     result: dict = {"scene": str(scene), "split": "val (official val views; the official test views are not used)",
                     "preset": args.preset, "overrides": args.set, "cpus": len(os.sched_getaffinity(0)),
                     "published_test_views": PUBLISHED}
+    partial = out / "result.json"  # rewritten after every stage: a failing codec never loses the fit's numbers
+
+    def save() -> None:
+        partial.write_text(json.dumps(result, indent=1))
+
     if not (args.reuse and float_file.exists()):
         sets = [a for kv in args.set for a in ("--set", kv)]
         fitted, wall = plenopack("fit", str(scene), "-o", str(float_file), "--preset", args.preset, "--max-side",
                                  "800", *sets)
         result["fit"] = {**fitted, "wall_seconds": round(wall, 1),
                          "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2 ** 20, 2)}
+    else:  # the reused file's own record of its fit
+        from plenopack.fileformat import read_plen_header
+
+        fit = read_plen_header(float_file)["metadata"].get("fit", {})
+        result["fit"] = {"reused": str(float_file), "seconds": fit.get("seconds"), "preset": fit.get("preset")}
+    save()
     ev, wall = plenopack("eval", str(float_file), str(scene), "--no-lpips")
     result["float"] = {**scores(ev), "eval_seconds_no_lpips": round(wall, 1)}
+    save()
     if args.lpips:
         ev, wall = plenopack("eval", str(float_file), str(scene), "--lpips-net", "squeeze")
         result["float"].update(lpips=ev["lpips"], lpips_net="squeeze (VGG weights are not available offline)",
@@ -110,6 +122,7 @@ def main() -> None:
         result["compressed"].append({"label": label, "options": options, "memory_mb": round(made["memory_mb"], 3),
                                      "compress_seconds": round(wall, 1), "psnr": ev["psnr"], "ssim": ev["ssim"],
                                      "psnr_drop_db": round(base - ev["psnr"], 3)})
+        save()
 
     def smallest(within_db):
         ok = [c for c in result["compressed"] if c["psnr_drop_db"] <= within_db]

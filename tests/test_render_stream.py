@@ -94,3 +94,26 @@ def test_render_rejects_an_unknown_camera_set(plen, capture, tmp_path):
                         "--scene", str(capture), "--cameras", "val"], capture_output=True, text=True)
     assert r.returncode == 2 and "--cameras must be one of test, train, all" in r.stderr
     assert not (tmp_path / "x.gif").exists()
+
+
+def test_views_rendered_tile_by_tile_equal_rays_in_row_order(tiny_fit):
+    """render_view marches its rays in 16 x 16 tiles (cache-friendly); the image is the one row-ordered rays
+    give, also for sizes that are no multiple of a tile and for a per-pixel background."""
+    from plenopack.cameras import orbit_poses, pixel_rays
+    from plenopack.kernels import render_rays
+    from plenopack.render import orbit_intrinsics, render_view, tile_order
+
+    g = tiny_fit.grid
+    height, width = 37, 50
+    pose, k = orbit_poses(3, 3.0, 25.0)[1], orbit_intrinsics(50)
+    k = np.array([k[0], k[1], width / 2, height / 2])
+    behind = np.random.default_rng(0).random((height, width, 3)).astype(np.float32)
+    rgb, depth, acc = render_view(g, pose, k, height, width, behind)
+    o, d = pixel_rays(pose, k, height, width)
+    ref = render_rays(g.links, g.density, g.sh, g.sh_degree, o, d, behind.reshape(-1, 3))
+    assert (acc > 0.5).mean() > 0.05
+    np.testing.assert_allclose(rgb.reshape(-1, 3), np.clip(ref[0], 0, 1), atol=1e-6)
+    np.testing.assert_allclose(depth.ravel(), ref[1], atol=1e-6)
+    np.testing.assert_allclose(acc.ravel(), ref[2], atol=1e-6)
+    order = tile_order(height, width)
+    assert sorted(order) == list(range(height * width)) and list(order[:3]) == [0, 1, 2] and order[16] == width

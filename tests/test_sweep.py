@@ -40,7 +40,9 @@ def test_sweep_writes_tables_plot_and_rows(tiny_sweep):
     assert all(r["voxels"] < pruning["none"]["voxels"] for m, r in pruning.items() if m != "none" and "error" not in r)
     assert [r["method"] for r in rows if "error" in r] in ([], ["sigma 100"])
     report = paths["report"].read_text()
-    assert "| Method | Memory (MB/scene) | PSNR | SSIM | LPIPS (squeeze) | fit (s) |" in report
+    assert "| Method | Memory (MB/scene) | PSNR | SSIM | LPIPS (squeeze) | fit (s) | PeRFception (CO3D): MB |" in report
+    sh8 = next(line for line in report.splitlines() if line.startswith("| ours(SH) 8-bit |"))
+    assert sh8.endswith("| 63.2 | 30.81 | - | - |")  # PeRFception's published row beside ours
     assert "## Quantization" in report and "## Pruning" in report
     assert paths["plot"].stat().st_size > 10_000
     import pyarrow.parquet as pq
@@ -65,6 +67,17 @@ def test_failed_rows_are_reported_not_averaged():
     text = markdown_table(table, None)
     assert "| sigma 100 | failed: pruning removed every voxel at resolution 32 |" in text
     assert "| none | 2.000 | 20.00 | 0.8000 | n/a | 3 |" in text
+
+
+def test_published_rows_match_scaled_labels():
+    from plenopack.sweep import published_row
+
+    assert published_row("resolution", "128 (x0.5 = 64)") == (47.2, 29.39, 0.8081, 0.4017)
+    assert published_row("pruning", "weight 2.56")[1] == 30.71
+    assert published_row("pruning", "none") is None
+    text = markdown_table([{"method": "384 (x0.5 = 192)", "memory_mb": 1.0, "psnr": 20.0, "ssim": 0.5,
+                            "lpips": None, "fit_seconds": 1.0}], None, "resolution")
+    assert text.splitlines()[-1].endswith("| 161.2 | 31.03 | 0.8619 | 0.3202 |")
 
 
 def test_resume_skips_finished_rows(tiny_sweep, data_dir):

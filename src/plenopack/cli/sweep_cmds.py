@@ -16,7 +16,7 @@ def print_report(rows: list[dict], paths: dict, note: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from plenopack.sweep import EXPERIMENTS, summarise
+    from plenopack.sweep import EXPERIMENTS, published_row, summarise
 
     console = Console()
     for exp in EXPERIMENTS:
@@ -25,14 +25,17 @@ def print_report(rows: list[dict], paths: dict, note: str) -> None:
             continue
         net = next((r["lpips_net"] for r in rows if r.get("lpips_net")), None)
         table = Table(title=f"{exp.capitalize()} (mean over {len({r['scene'] for r in rows})} scene(s))")
-        for col in ("Method", "Memory (MB/scene)", "PSNR", "SSIM", f"LPIPS ({net or 'n/a'})", "fit (s)"):
+        for col in ("Method", "Memory (MB/scene)", "PSNR", "SSIM", f"LPIPS ({net or 'n/a'})", "fit (s)",
+                    "PeRFception MB", "PeRFception PSNR"):
             table.add_column(col, justify="left" if col == "Method" else "right")
         for r in table_rows:
+            published = published_row(exp, r["method"])
+            theirs = ("-", "-") if published is None else (f"{published[0]:g}", f"{published[1]:g}")
             if r.get("error"):
-                table.add_row(r["method"], f"failed: {r['error']}", "", "", "", "")
+                table.add_row(r["method"], f"failed: {r['error']}", "", "", "", "", *theirs)
                 continue
             table.add_row(r["method"], f"{r['memory_mb']:.3f}", f"{r['psnr']:.2f}", f"{r['ssim']:.4f}",
-                          "n/a" if r["lpips"] is None else f"{r['lpips']:.4f}", f"{r['fit_seconds']:.0f}")
+                          "n/a" if r["lpips"] is None else f"{r['lpips']:.4f}", f"{r['fit_seconds']:.0f}", *theirs)
         console.print(table)
     if note:
         console.print(f"[yellow]{note}[/]")

@@ -27,6 +27,9 @@ import sys
 import time
 from pathlib import Path
 
+from plenopack.atomic import atomic_write_text
+from plenopack.fileformat import read_plen_header
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SCENE = ROOT.parent / "shared" / "data" / "scenes" / "lego800"
 
@@ -90,7 +93,7 @@ def main() -> None:
     partial = out / "result.json"  # rewritten after every stage: a failing codec never loses the fit's numbers
 
     def save() -> None:
-        partial.write_text(json.dumps(result, indent=1))
+        atomic_write_text(partial, json.dumps(result, indent=1))
 
     if not (args.reuse and float_file.exists()):
         sets = [a for kv in args.set for a in ("--set", kv)]
@@ -99,8 +102,6 @@ def main() -> None:
         result["fit"] = {**fitted, "wall_seconds": round(wall, 1),
                          "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2 ** 20, 2)}
     else:  # the reused file's own record of its fit
-        from plenopack.fileformat import read_plen_header
-
         fit = read_plen_header(float_file)["metadata"].get("fit", {})
         result["fit"] = {"reused": str(float_file), "seconds": fit.get("seconds"), "preset": fit.get("preset")}
     save()

@@ -83,18 +83,18 @@ def render_view(grid: Grid, c2w: np.ndarray, intrinsics, height: int, width: int
     else:
         bg = np.asarray(background, dtype=np.float32)
         bg = bg.reshape(n, 3)[order] if bg.size == 3 * n and bg.size != 3 else bg
-    rgb = np.empty((n, 3), np.float32)
+    rgb = np.empty((n, 3), np.float32)  # in pixel order: each chunk's tile-ordered rays are put back in place
     depth = np.empty(n, np.float32)
     acc = np.empty(n, np.float32)
     for s in range(0, n, CHUNK_RAYS):
         e = min(s + CHUNK_RAYS, n)
-        rgb[s:e], depth[s:e], acc[s:e] = render_rays(grid.links, grid.density, grid.sh, grid.sh_degree,
-                                                     origins[s:e], dirs[s:e], bg if bg.ndim == 1 else bg[s:e],
-                                                     step_size, stop_thresh, occupancy, near)
-    image_rgb, image_depth, image_acc = (np.empty_like(rgb), np.empty_like(depth), np.empty_like(acc))
-    image_rgb[order], image_depth[order], image_acc[order] = rgb, depth, acc
-    return (np.clip(image_rgb, 0.0, 1.0).reshape(height, width, 3), image_depth.reshape(height, width),
-            image_acc.reshape(height, width))
+        pixels = order[s:e]
+        rgb[pixels], depth[pixels], acc[pixels] = render_rays(grid.links, grid.density, grid.sh, grid.sh_degree,
+                                                              origins[s:e], dirs[s:e],
+                                                              bg if bg.ndim == 1 else bg[s:e], step_size,
+                                                              stop_thresh, occupancy, near)
+    return (np.clip(rgb, 0.0, 1.0).reshape(height, width, 3), depth.reshape(height, width),
+            acc.reshape(height, width))
 
 
 def orbit_intrinsics(size: int, fov_deg: float = 40.0) -> np.ndarray:

@@ -294,7 +294,7 @@ def render_rays(links, density, sh, sh_degree, origins, dirs, background, step_s
     """
     n = origins.shape[0]
     bg, stride = _background_rows(background, n)
-    cells, block_shift, use = _occupancy_args(occupancy)
+    distance, block_shift, use = _occupancy_args(occupancy)
     rgb = np.empty((n, 3), dtype=np.float32)
     depth = np.empty(n, dtype=np.float32)
     acc = np.empty(n, dtype=np.float32)
@@ -302,7 +302,7 @@ def render_rays(links, density, sh, sh_degree, origins, dirs, background, step_s
         with numba.parallel_chunksize(1):  # one task at a time: a load-balancing layer (tbb) deals them out
             _forward_kernel(links, density, sh, (sh_degree + 1) ** 2, np.ascontiguousarray(origins, np.float32),
                             np.ascontiguousarray(dirs, np.float32), bg, stride, np.float32(step_size),
-                            np.float32(stop_thresh), np.float32(near), cells, block_shift, use, rgb, depth, acc)
+                            np.float32(stop_thresh), np.float32(near), distance, block_shift, use, rgb, depth, acc)
     return rgb, depth, acc
 
 
@@ -320,11 +320,11 @@ def march_and_scatter(links, density, sh, sh_degree, origins, dirs, bg, stride, 
     sqerr = np.zeros(n, dtype=np.float32)
     if n == 0:
         return rgb, acc, 0.0
-    cells, block_shift, use = _occupancy_args(occupancy)
+    distance, block_shift, use = _occupancy_args(occupancy)
     ws = workspace
     no_rays = np.zeros((0, 3), np.float32)
     args = (np.ascontiguousarray(origins, np.float32), np.ascontiguousarray(dirs, np.float32), bg, stride,
-            np.float32(step_size), np.float32(stop_thresh), np.float32(near), cells, block_shift, use, vjp,
+            np.float32(step_size), np.float32(stop_thresh), np.float32(near), distance, block_shift, use, vjp,
             no_rays if target is None else np.ascontiguousarray(target, np.float32), np.float32(beta_weight),
             _NO_MIN_ACC if min_acc is None else np.ascontiguousarray(min_acc, np.float32),
             np.float32(min_acc_weight), no_rays if grad_rgb is None else grad_rgb,

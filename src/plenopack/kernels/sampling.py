@@ -120,9 +120,9 @@ def max_ray_weights(links, density, origins, dirs, step_size=0.5, stop_thresh=1e
     budget = max(1, MAX_WEIGHT_BUFFER_BYTES // max(1, 4 * density.shape[0]))
     chunks = max(1, min(numba.get_num_threads(), budget, origins.shape[0]))
     buf = np.empty((chunks, density.shape[0]), dtype=np.float32)
-    cells, block_shift, use = _occupancy_args(occupancy)
+    distance, block_shift, use = _occupancy_args(occupancy)
     if origins.shape[0]:
         _max_weight_kernel(links, density, np.ascontiguousarray(origins, np.float32),
                            np.ascontiguousarray(dirs, np.float32), np.float32(step_size), np.float32(stop_thresh),
-                           np.float32(near), cells, block_shift, use, buf, result)
+                           np.float32(near), distance, block_shift, use, buf, result)
     return result

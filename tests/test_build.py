@@ -144,6 +144,37 @@ def test_pool_survives_workers_that_die():
     assert isinstance(results[3], WorkerDied) and "SIGSEGV" in results[3].describe()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _stop_self(*_):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_worker_killed_between_tasks_is_replaced_before_its_next_task():
+    from plenopack.build.pool import WorkerPool
+
+    with WorkerPool(1) as pool:
+        assert dict(pool.run([(0, _die_on, ("ok0", ""))])) == {0: "ok0"}
+        idle = pool.workers[0].process
+        os.kill(idle.pid, signal.SIGKILL)
+        idle.join()
+        assert dict(pool.run([(i, _die_on, (f"ok{i}", "")) for i in (1, 2)])) == {1: "ok1", 2: "ok2"}
+        assert pool.workers[0].process.pid != idle.pid
+
+
+def test_workers_that_cannot_start_fail_every_task_without_hanging():
+    from plenopack.build.pool import WorkerDied, WorkerPool
+
+    with WorkerPool(2, initializer=_stop_self) as pool:
+        results = dict(pool.run([(i, _die_on, (f"ok{i}", "")) for i in range(3)]))
+    assert sorted(results) == [0, 1, 2]
+    assert all(isinstance(r, WorkerDied) and "SIGKILL" in r.describe() for r in results.values())
+
+
 def test_a_killed_worker_fails_its_scene_and_the_build_goes_on(tmp_path, co3d_root):
     """Kill the worker process while it fits a scene: that scene is recorded as failed with the cause."""
     import multiprocessing
@@ -158,9 +189,11 @@ def test_a_killed_worker_fails_its_scene_and_the_build_goes_on(tmp_path, co3d_ro
     deadline = time.time() + 120
     while time.time() < deadline and len(read_manifest_safe(out)) < 1:
         time.sleep(0.05)
-    time.sleep(0.5)  # the second scene is now in flight
     victims = multiprocessing.active_children()
     assert victims
+    busy_from = _cpu_seconds(victims[0].pid)
+    while time.time() < deadline and _cpu_seconds(victims[0].pid) < busy_from + 0.3:
+        time.sleep(0.02)  # an idle worker uses no CPU: once it does, the second scene is in flight
     os.kill(victims[0].pid, signal.SIGKILL)
     thread.join(300)
     summary = result["summary"]

@@ -119,12 +119,16 @@ class WorkerPool:
         queue = list(tasks)[::-1]
         busy: dict[Any, _Worker] = {}
         while queue or busy:
-            for worker in self.workers:
+            for worker in list(self.workers):
                 if worker.task is None and queue:
                     key, fn, args = queue.pop()
-                    worker.task = key
-                    worker.conn.send((key, fn, args))
-                    busy[key] = worker
+                    running = self._hand_over(worker, (key, fn, args))
+                    if isinstance(running, WorkerDied):
+                        yield key, running
+                    else:
+                        busy[key] = running
+            if not busy:
+                continue
             ready = set(wait([w.conn for w in busy.values()] + [w.process.sentinel for w in busy.values()]))
             for key, worker in list(busy.items()):
                 answered = worker.conn in ready or (worker.process.sentinel in ready and worker.conn.poll())
@@ -141,6 +145,23 @@ class WorkerPool:
                     outcome = outcome[1]
                 yield key, outcome
 
+    def _hand_over(self, worker: _Worker, task: tuple[Any, Callable, tuple]) -> _Worker | WorkerDied:
+        """Send ``task`` to an idle worker; one that died while idle (killed between tasks) is replaced and the
+        task goes to the replacement. Returns the worker now running it, or WorkerDied when the replacement died
+        before taking it too (workers cannot start: the task fails, the pool goes on with a fresh worker)."""
+        died = None
+        for _attempt in range(2):
+            try:
+                worker.conn.send(task)
+            except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
+                worker.process.join()
+                died = WorkerDied(worker.process.exitcode)
+                worker = self._replace(worker)
+                continue
+            worker.task = task[0]
+            return worker
+        return died
+
     @staticmethod
     def _receive(worker: _Worker) -> tuple[Any, Any] | None:
         """(key, result) from a worker's pipe, or None when the pipe broke (the worker died)."""
@@ -149,9 +170,11 @@ class WorkerPool:
         except (EOFError, OSError):
             return None
 
-    def _replace(self, dead: _Worker) -> None:
+    def _replace(self, dead: _Worker) -> _Worker:
         dead.conn.close()
-        self.workers[self.workers.index(dead)] = _Worker(self.ctx, self.initializer, self.initargs, self.env)
+        fresh = _Worker(self.ctx, self.initializer, self.initargs, self.env)
+        self.workers[self.workers.index(dead)] = fresh
+        return fresh
 
     def close(self) -> None:
         """Ask idle workers to stop and wait for them; kill any that do not."""

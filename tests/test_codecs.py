@@ -37,6 +37,49 @@ def test_bitpack_property(values, bits):
 def test_bitpack_rejects_overflow():
     with pytest.raises(ValueError):
         bitpack.pack(np.array([4]), 2)
+    with pytest.raises(ValueError):
+        bitpack.pack(np.array([4]), 2, "bytes")
+
+
+@pytest.mark.parametrize("bits", [1, 5, 8, 9, 12, 16])
+def test_byte_layout_round_trips_as_plain_little_endian_integers(bits):
+    codes = np.random.default_rng(bits).integers(0, 1 << bits, size=1001)
+    packed = bitpack.pack(codes, bits, "bytes")
+    assert len(packed) == bitpack.packed_size(1001, bits, "bytes") == 1001 * (1 if bits <= 8 else 2)
+    assert np.array_equal(np.frombuffer(packed, "u1" if bits <= 8 else "<u2"), codes)
+    assert np.array_equal(bitpack.unpack(packed, 1001, bits, "bytes"), codes)
+    with pytest.raises(ValueError):
+        bitpack.unpack(packed[:-1], 1001, bits, "bytes")
+
+
+def test_entropy_coded_codes_are_stored_as_bytes_and_compress_better_than_bit_planes():
+    """Neighbouring voxels share codes (runs): zstd finds them in whole bytes, not spread over bit planes."""
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(256, 9)).astype(np.float32)
+    runs = np.repeat(rng.integers(0, 256, 4000), rng.integers(1, 6, 4000))  # runs of 1-5 voxels
+    x = centres[runs]
+    for spec in ({"codec": "vq", "codebook": 256}, {"codec": "kmeans", "bits": 8}, {"codec": "uniform", "bits": 6}):
+        planes, planes_desc = encode_array(x, {**spec, "level": 19})
+        packed, desc = encode_array(x, {**spec, "entropy": "zstd", "level": 19})
+        assert desc["params"]["layout"] == "bytes" and "layout" not in planes_desc["params"]
+        as_planes = entropy.compress(planes, 19)
+        assert len(packed) < 0.8 * len(as_planes), spec
+        np.testing.assert_array_equal(decode_array(packed, desc, len(x), 9), decode_array(planes, planes_desc, len(x), 9))
+
+
+def test_codes_outside_their_width_in_a_byte_stream_are_refused():
+    x = np.random.default_rng(8).normal(size=(50, 2)).astype(np.float32)
+    for spec in ({"codec": "kmeans", "bits": 3}, {"codec": "uniform", "bits": 3}):
+        raw, params = get_codec(spec["codec"]).encode(x, {**spec, "entropy": "zstd"})
+        bad = bytearray(raw)
+        bad[17] = 8  # a 4-bit code in a 3-bit stream
+        with pytest.raises(ValueError):
+            get_codec(spec["codec"]).decode(bytes(bad), params, 50, 2)
+    raw, params = get_codec("vq").encode(x, {"codec": "vq", "codebook": 4, "entropy": "zstd"})
+    bad = bytearray(raw)
+    bad[4 * 2 * 2 + 3] = 4  # index 4 of a 4-entry codebook
+    with pytest.raises(ValueError):
+        get_codec("vq").decode(bytes(bad), params, 50, 2)
 
 
 @pytest.mark.parametrize("bits", [1, 2, 4, 8])
@@ -152,7 +195,9 @@ def test_every_codec_round_trips_and_its_quantizer_matches_the_file(name, cols):
     else:
         assert np.array_equal(q, y)
     payload, desc = encode_array(x, spec_for(name, entropy="zstd", level=3), weights)
-    assert desc == {"codec": name, "params": params, "raw_length": len(raw), "entropy": "zstd"}
+    coded = {**params, "layout": "bytes"} if "bits" in params or "index_bits" in params else params
+    assert desc == {"codec": name, "params": coded, "raw_length": desc["raw_length"], "entropy": "zstd"}
+    assert desc["raw_length"] == codec.raw_length(coded, 700, cols)
     assert np.array_equal(decode_array(payload, desc, 700, cols), y) or name == "vq"
 
 
@@ -160,7 +205,10 @@ def test_every_codec_round_trips_and_its_quantizer_matches_the_file(name, cols):
                                   {"codec": "uniform", "bits": 8}, {"codec": "uniform", "bits": 12},
                                   {"codec": "kmeans", "bits": 3}, {"codec": "kmeans", "bits": 9},
                                   {"codec": "vq", "codebook": 64, "keep_exact": 0.3},
-                                  {"codec": "vq", "codebook": 3, "keep_exact": 1.0}])
+                                  {"codec": "vq", "codebook": 3, "keep_exact": 1.0},
+                                  {"codec": "uniform", "bits": 12, "entropy": "zstd"},
+                                  {"codec": "kmeans", "bits": 3, "entropy": "zstd"},
+                                  {"codec": "vq", "codebook": 300, "keep_exact": 0.1, "entropy": "zstd"}])
 @pytest.mark.parametrize("cols", [1, 27])
 def test_decode_memory_bounds_what_decode_allocates(spec, cols):
     x = np.random.default_rng(5).normal(size=(12000, cols)).astype(np.float32)
@@ -192,6 +240,9 @@ def test_decode_memory_bounds_what_decode_allocates(spec, cols):
     ("vq", {"codebook_size": 4, "index_bits": 17, "exact_rows": 0}),
     ("vq", {"codebook_size": 70000, "index_bits": 16, "exact_rows": 0}),
     ("vq", {"codebook_size": "4", "index_bits": 2, "exact_rows": 0}),
+    ("vq", {"codebook_size": 4, "index_bits": 2, "exact_rows": 0, "layout": "nibbles"}),
+    ("kmeans", {"bits": 1, "codebook": [[0, 1]], "layout": 3}),
+    ("uniform", {"bits": 8, "lo": [0.0], "scale": [1.0], "layout": "bits"}),
 ])
 def test_validate_params_rejects_hostile_params_with_value_error(name, params):
     with pytest.raises(ValueError):

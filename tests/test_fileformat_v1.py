@@ -1,6 +1,7 @@
 """Version-1 files written before the codec registry and the hardened reader (tests/data/plen_v1, written at
 commit 3d44d98 by make_fixtures.py there) still read to the same values, and today's writer still writes the
-same descriptors and the same uncompressed streams for the same grid."""
+same descriptors and the same uncompressed streams for the same grid as version 1. Entropy-coded streams of
+integer codes are now written in the byte layout, as version 2: those are held to the same decoded values."""
 
 import importlib.util
 import json
@@ -44,8 +45,13 @@ def test_writer_still_writes_the_version_1_layout(name):
     old_header, old_payload = split((FIXTURES / f"{name}.plen").read_bytes())
     grid = make_fixtures.synthetic_grid()
     importance = np.linspace(0.0, 1.0, grid.num_voxels)
-    new_header, new_payload = split(encode_grid(grid, {"scene": {"name": "synthetic", "world_to_unit": np.eye(4)},
-                                                       "fixture": name}, make_fixtures.CODECS[name], importance))
+    data = encode_grid(grid, {"scene": {"name": "synthetic", "world_to_unit": np.eye(4)}, "fixture": name},
+                       make_fixtures.CODECS[name], importance)
+    new_header, new_payload = split(data)
+    byte_layout = [a["name"] for a in new_header["arrays"] if "layout" in a.get("params", {})]
+    assert PREFIX.unpack_from(data)[1] == (2 if byte_layout else 1)
+    assert byte_layout == [a["name"] for a in old_header["arrays"]
+                           if a.get("entropy") and a["codec"] in ("uniform", "kmeans", "vq")]
     assert sorted(new_header) == sorted(old_header)
     for key in old_header:
         if key != "arrays":
@@ -53,12 +59,38 @@ def test_writer_still_writes_the_version_1_layout(name):
     assert len(new_header["arrays"]) == len(old_header["arrays"])
     for new, old in zip(new_header["arrays"], old_header["arrays"]):
         assert sorted(new) == sorted(old)
-        for key in ("name", "codec", "entropy", "raw_length"):
+        for key in ("name", "codec", "entropy") + (() if new["name"] in byte_layout else ("raw_length",)):
             assert new.get(key) == old.get(key), (old["name"], key)
+        new_params = {k: v for k, v in new.get("params", {}).items() if k != "layout"}
         if old["name"] == "sh" and old["codec"] == "vq":  # the codebook comes from BLAS-based k-means
-            assert new["params"].keys() == old["params"].keys()
-        else:
-            assert new["params" if "params" in old else "codec"] == old["params" if "params" in old else "codec"]
+            assert new_params.keys() == old["params"].keys()
+        elif "params" in old:
+            assert new_params == old["params"]
         if "entropy" not in old and old["name"] != "positions":  # uncompressed streams are byte-identical
             assert (new_payload[new["offset"]:new["offset"] + new["length"]]
                     == old_payload[old["offset"]:old["offset"] + old["length"]])
+
+
+def test_byte_layout_files_are_version_2_and_decode_to_what_version_1_stored(tmp_path):
+    """The same grid and codec written today (version 2, bytes layout) and at 3d44d98 (version 1, bit planes)
+    decode to the same values (VQ aside: its codebook comes from BLAS-based k-means); a version-1 header that
+    names a layout is refused."""
+    from plenopack.errors import PlenopackError
+    from plenopack.fileformat import write_plen
+
+    grid = make_fixtures.synthetic_grid()
+    importance = np.linspace(0.0, 1.0, grid.num_voxels)
+    expected = np.load(FIXTURES / "expected.npz")
+    for name in ("sh8_zstd", "kmeans3_zstd"):
+        path = tmp_path / f"{name}.plen"
+        write_plen(path, grid, {"scene": {"name": "synthetic", "world_to_unit": np.eye(4)}}, make_fixtures.CODECS[name],
+                   importance=importance)
+        f = read_plen(path)
+        assert f.version == 2
+        assert np.array_equal(f.grid.sh, expected[f"{name}/sh"]) and np.array_equal(f.grid.density,
+                                                                                     expected[f"{name}/density"])
+        data = bytearray(path.read_bytes())
+        data[8:10] = (1).to_bytes(2, "little")
+        path.write_bytes(bytes(data))
+        with pytest.raises(PlenopackError, match="layout parameter needs format version 2"):
+            read_plen(path)

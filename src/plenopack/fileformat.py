@@ -3,7 +3,8 @@
 Layout (all integers little-endian; full spec in docs/format.md):
 
     0   8 bytes  magic b"PLENPACK"
-    8   u16      format version (1)
+    8   u16      format version (1 or 2: version 2 adds the ``bytes`` layout of integer codes, see
+                 `plenopack.codecs.bitpack`; the writer uses the lowest version that holds the file)
     10  u16      reserved (0)
     12  u32      header length H (bytes, at most 16 MiB)
     16  u32      CRC-32 of the header bytes
@@ -41,7 +42,8 @@ from plenopack.errors import PlenopackError
 from plenopack.grid import Grid, SphereBackground, sh_basis_count
 
 MAGIC = b"PLENPACK"
-VERSION = 1
+VERSION = 2  # the newest version this plenopack writes and reads
+READABLE_VERSIONS = (1, 2)
 PREFIX = struct.Struct("<8sHHII")
 MAX_HEADER = 16 << 20
 MAX_RESOLUTION = 4096
@@ -170,8 +172,18 @@ def encode_grid(grid: Grid, metadata: dict, codec: CodecConfig | None = None,
         _check_header(header, offset)
     except _Invalid as exc:
         raise PlenopackError(f"cannot write an invalid scene file: {exc}") from None
-    prefix = PREFIX.pack(MAGIC, VERSION, 0, len(head), zlib.crc32(head))
+    prefix = PREFIX.pack(MAGIC, _version_for(header), 0, len(head), zlib.crc32(head))
     return b"".join([prefix, head] + [p for _, p, _ in streams])
+
+
+def _uses_byte_layout(header: dict) -> bool:
+    return any(isinstance(a.get("params"), dict) and "layout" in a["params"] for a in header.get("arrays", []))
+
+
+def _version_for(header: dict) -> int:
+    """The lowest format version that holds a file with this header: 2 when a stream uses the ``layout``
+    parameter, else 1 (so that files without it stay readable by plenopack before version 2)."""
+    return 2 if _uses_byte_layout(header) else 1
 
 
 def write_plen(path: str | Path, grid: Grid, metadata: dict, codec: CodecConfig | None = None,
@@ -331,8 +343,9 @@ def _check_metadata(meta: Any) -> None:
             _numbers([fit["seconds"]], "metadata.fit.seconds", 1)
 
 
-def _check_header(h: Any, payload_size: int) -> None:
-    """Validate a parsed header against a payload region of ``payload_size`` bytes; fill defaults in place."""
+def _check_header(h: Any, payload_size: int, version: int = VERSION) -> None:
+    """Validate a parsed header of a file of format ``version`` against a payload region of ``payload_size``
+    bytes; fill defaults in place."""
     h = _object(h, "header")
     if h.get("format") != "plenopack-grid":
         raise _Invalid(f"format must be \"plenopack-grid\", got {_short(h.get('format'))}")
@@ -376,6 +389,8 @@ def _check_header(h: Any, payload_size: int) -> None:
             raise _Invalid(f"array {a['name']!r}: {exc}") from None
         if a.get("entropy") is None and a["length"] != raw_length:
             raise _Invalid(f"array {a['name']!r} has {a['length']} bytes, its {a['codec']} stream needs {raw_length}")
+    if version < 2 and _uses_byte_layout(h):
+        raise _Invalid("a code layout parameter needs format version 2")
 
 
 # ---------------------------------------------------------------- reading
@@ -393,15 +408,16 @@ def _no_constants(name: str):
 
 def _read_header(fh, size: int, where: Path, budget: int) -> tuple[dict, int]:
     """Read, check and parse the prefix and header of an open file of ``size`` bytes; returns the validated
-    header (plus ``nbytes`` = size and ``header_bytes`` = H) and the offset of the payloads."""
+    header (plus ``nbytes`` = size, ``header_bytes`` = H and ``version``) and the offset of the payloads."""
     prefix = fh.read(PREFIX.size)
     if len(prefix) < PREFIX.size:
         raise PlenopackError(f"truncated: {len(prefix)} bytes is too short for a plenopack file", where)
     magic, version, _, head_len, head_crc = PREFIX.unpack(prefix)
     if magic != MAGIC:
         raise PlenopackError("not a plenopack scene file (bad magic)", where)
-    if version != VERSION:
-        raise PlenopackError(f"unsupported format version {version} (this plenopack reads version {VERSION})", where)
+    if version not in READABLE_VERSIONS:
+        raise PlenopackError(f"unsupported format version {version} (this plenopack reads versions "
+                             f"{', '.join(map(str, READABLE_VERSIONS))})", where)
     if head_len > MAX_HEADER:
         raise PlenopackError(f"invalid header: {head_len:,} bytes is over the limit of {MAX_HEADER:,}", where)
     if PREFIX.size + head_len > size:
@@ -419,13 +435,14 @@ def _read_header(fh, size: int, where: Path, budget: int) -> tuple[dict, int]:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(":")[0]
         raise PlenopackError(f"header is not valid JSON ({reason})", where) from None
     try:
-        _check_header(header, size - PREFIX.size - head_len)
+        _check_header(header, size - PREFIX.size - head_len, version)
     except _Invalid as exc:
         raise PlenopackError(f"invalid header: {exc}", where) from None
     except PlenopackError as exc:
         raise PlenopackError(str(exc), where) from None
     header["nbytes"] = size
     header["header_bytes"] = head_len
+    header["version"] = version
     return header, PREFIX.size + head_len
 
 
@@ -455,7 +472,8 @@ class _SceneFile:
 
 def read_plen_header(path: str | Path, memory_budget: int | str | None = None) -> dict:
     """The validated header of a scene file (no array decoding), plus ``nbytes`` (the file size) and
-    ``header_bytes``. Reads only the prefix and the header. ``memory_budget``: see `resolve_memory_budget`."""
+    ``header_bytes`` and the format ``version``. Reads only the prefix and the header. ``memory_budget``: see
+    `resolve_memory_budget`."""
     path = Path(path)
     budget = resolve_memory_budget(memory_budget)
     with _SceneFile(path) as f:
@@ -504,4 +522,4 @@ def read_plen(path: str | Path, memory_budget: int | str | None = None) -> PlenF
     except (ValueError, PlenopackError) as exc:
         raise PlenopackError(f"corrupt array data ({exc})", path) from None
     return PlenFile(grid=grid, metadata=header["metadata"], codec=header["codec"], nbytes=f.size,
-                    array_bytes={a["name"]: a["length"] for a in header["arrays"]}, version=VERSION)
+                    array_bytes={a["name"]: a["length"] for a in header["arrays"]}, version=header["version"])

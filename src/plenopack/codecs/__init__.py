@@ -3,7 +3,7 @@
 - `base`: the `ArrayCodec` interface and its registry (`register_codec`, `get_codec`, `codec_names`).
 - `raw` (``float32``, ``float16``), `uniform`, `kmeans`, `vq`: the array codecs; each registers itself.
 - `methods`: the ``--method`` table: per method, the array codec and options for density, SH and background.
-- `entropy`: zstd on top of any stream; `bitpack`: bit-plane packing of integer codes.
+- `entropy`: zstd on top of any stream; `bitpack`: integer codes as bit planes, or whole bytes for zstd.
 
 ``entropy="zstd"`` compresses every stored stream. ``density`` names a scalar codec ("float32", "float16",
 "uniform", "kmeans") that overrides how density is stored. ``prune_below`` drops voxels whose importance

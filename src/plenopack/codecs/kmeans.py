@@ -4,7 +4,8 @@ registered as the ``kmeans`` codec.
 Levels start at weighted quantiles and move to the weighted mean of their cells; assignment is to the
 nearest level (midpoint search). Weights are per-row importances (e.g. how much each voxel contributes to
 renders), so precision goes where it is seen. Codebook: C x 2^B float32 in the header (``codebook``, with
-``bits``); stream: the codes channel-major, bit-packed (`bitpack`).
+``bits``); stream: the codes channel-major, stored by `bitpack` (bit planes, or whole bytes when
+entropy-coded: parameter ``layout``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def assign(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return np.searchsorted(mids, x).astype(np.uint16)
 
 
-def encode(values: np.ndarray, bits: int, weights: np.ndarray | None = None, iterations: int = 20) -> tuple[bytes, dict]:
+def encode(values: np.ndarray, bits: int, weights: np.ndarray | None = None, iterations: int = 20,
+           layout: str = "planes") -> tuple[bytes, dict]:
     x = np.asarray(values, dtype=np.float32)
     n, c = x.shape
     w = np.ones(n, np.float64) if weights is None else np.maximum(np.asarray(weights, np.float64), 1e-12)
@@ -55,15 +57,21 @@ def encode(values: np.ndarray, bits: int, weights: np.ndarray | None = None, ite
         if n:
             codebook[j] = _fit_channel(x[:, j], w, levels, iterations)
             codes[j] = assign(x[:, j], codebook[j])
-    return bitpack.pack(codes, bits), {"bits": bits, "codebook": codebook.tolist()}
+    params = {"bits": bits, "codebook": codebook.tolist()}
+    if layout != "planes":
+        params["layout"] = layout
+    return bitpack.pack(codes, bits, layout), params
 
 
 def decode(payload: bytes | memoryview, params: dict, rows: int, cols: int) -> np.ndarray:
     codebook = np.asarray(params["codebook"], np.float32).reshape(cols, -1)
-    codes = bitpack.unpack(payload, rows * cols, params["bits"]).reshape(cols, rows)
+    bits = params["bits"]
+    codes = bitpack.unpack(payload, rows * cols, bits, bitpack.layout_of(params)).reshape(cols, rows)
+    if codes.size and int(codes.max()) >= (1 << bits):
+        raise ValueError(f"k-means code above {bits} bits")
     out = np.empty((rows, cols), np.float32)
     for j in range(cols):
-        np.take(codebook[j], codes[j], out=out[:, j], mode="clip")  # codes < 2^bits = row length
+        np.take(codebook[j], codes[j], out=out[:, j])
     return out
 
 
@@ -81,11 +89,13 @@ class KMeansCodec(ArrayCodec):
     name = "kmeans"
 
     def encode(self, values, spec, weights=None, state=None):
-        return encode(np.ascontiguousarray(values, dtype=np.float32), spec["bits"], weights)
+        return encode(np.ascontiguousarray(values, dtype=np.float32), spec["bits"], weights,
+                      layout=bitpack.layout_for(spec))
 
     def validate_params(self, params, rows, cols):
         require_keys(params, "bits", "codebook")
         bits = require_int(params["bits"], "k-means bits", 1, 16)
+        bitpack.layout_of(params)
         book = params["codebook"]
         if not isinstance(book, list) or len(book) != cols:
             raise ValueError(f"k-means codebook must hold one list of levels per channel ({cols})")
@@ -93,11 +103,11 @@ class KMeansCodec(ArrayCodec):
             require_numbers(levels, "k-means codebook row", 1 << bits)
 
     def raw_length(self, params, rows, cols):
-        return bitpack.packed_size(rows * cols, params["bits"])
+        return bitpack.packed_size(rows * cols, params["bits"], bitpack.layout_of(params))
 
     def decode_memory(self, params, rows, cols):
         # the codes, the result, the float32 codebook and one channel's codes as indices (intp)
-        return (bitpack.unpack_memory(rows * cols, params["bits"]) + 4 * rows * cols + 4 * cols * (1 << params["bits"])
+        return (bitpack.unpack_memory(rows * cols, params["bits"], bitpack.layout_of(params)) + 4 * rows * cols + 4 * cols * (1 << params["bits"])
                 + 8 * rows)
 
     def decode(self, raw, params, rows, cols):

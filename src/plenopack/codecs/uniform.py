@@ -3,7 +3,8 @@
 For each channel: scale = (hi - lo) / (2^B - 1), q = round((x - lo) / scale), x' = q * scale + lo, with
 (lo, hi) the channel's min and max over all rows ("sh", "sh+d") or a fixed clipping interval ("clip", values
 clipped first). A constant channel (hi == lo) stores only lo. Error per value is at most scale / 2.
-Stream: the codes channel-major (all rows of channel 0, then channel 1, ...), bit-packed (`bitpack`).
+Stream: the codes channel-major (all rows of channel 0, then channel 1, ...), stored by `bitpack` (bit planes,
+or whole bytes when entropy-coded: parameter ``layout``).
 Parameters: ``bits``, ``lo[c]``, ``scale[c]`` and, for clipped arrays, ``clip`` [lo, hi] (informative).
 """
 
@@ -54,15 +55,22 @@ def dequantize(codes: np.ndarray, lo: np.ndarray, scale: np.ndarray) -> np.ndarr
     return out
 
 
-def encode(values: np.ndarray, bits: int, clip: tuple[float, float] | None = None) -> tuple[bytes, dict]:
-    """Channel-major bit-packed codes and the parameters needed to decode them."""
+def encode(values: np.ndarray, bits: int, clip: tuple[float, float] | None = None,
+           layout: str = "planes") -> tuple[bytes, dict]:
+    """Channel-major codes stored in ``layout`` (see `bitpack`) and the parameters needed to decode them."""
     codes, lo, scale = quantize(values, bits, *(clip if clip else (None, None)))
-    payload = bitpack.pack(codes.T, bits)
-    return payload, {"bits": bits, "lo": lo.tolist(), "scale": scale.tolist()}
+    payload = bitpack.pack(codes.T, bits, layout)
+    params = {"bits": bits, "lo": lo.tolist(), "scale": scale.tolist()}
+    if layout != "planes":
+        params["layout"] = layout
+    return payload, params
 
 
 def decode(payload: bytes | memoryview, params: dict, rows: int, cols: int) -> np.ndarray:
-    codes = bitpack.unpack(payload, rows * cols, params["bits"]).reshape(cols, rows).T
+    bits = params["bits"]
+    codes = bitpack.unpack(payload, rows * cols, bits, bitpack.layout_of(params)).reshape(cols, rows).T
+    if codes.size and int(codes.max()) >= (1 << bits):
+        raise ValueError(f"uniform code above {bits} bits")
     return dequantize(codes, np.asarray(params["lo"], np.float32), np.asarray(params["scale"], np.float32))
 
 
@@ -73,7 +81,8 @@ class UniformCodec(ArrayCodec):
 
     def encode(self, values, spec, weights=None, state=None):
         clip = tuple(spec["clip"]) if spec.get("clip") else None
-        payload, params = encode(np.ascontiguousarray(values, dtype=np.float32), spec["bits"], clip)
+        payload, params = encode(np.ascontiguousarray(values, dtype=np.float32), spec["bits"], clip,
+                                 bitpack.layout_for(spec))
         if clip:
             params["clip"] = list(spec["clip"])
         return payload, params
@@ -81,16 +90,17 @@ class UniformCodec(ArrayCodec):
     def validate_params(self, params, rows, cols):
         require_keys(params, "bits", "lo", "scale")
         require_int(params["bits"], "uniform bits", 1, 16)
+        bitpack.layout_of(params)
         require_numbers(params["lo"], "uniform lo", cols)
         require_numbers(params["scale"], "uniform scale", cols)
         if params.get("clip") is not None:
             require_numbers(params["clip"], "uniform clip", 2)
 
     def raw_length(self, params, rows, cols):
-        return bitpack.packed_size(rows * cols, params["bits"])
+        return bitpack.packed_size(rows * cols, params["bits"], bitpack.layout_of(params))
 
     def decode_memory(self, params, rows, cols):
-        return bitpack.unpack_memory(rows * cols, params["bits"]) + 4 * rows * cols + 8 * cols
+        return bitpack.unpack_memory(rows * cols, params["bits"], bitpack.layout_of(params)) + 4 * rows * cols + 8 * cols
 
     def decode(self, raw, params, rows, cols):
         return decode(raw, params, rows, cols)

@@ -4,8 +4,9 @@ as the ``vq`` codec.
 The ``keep_exact`` fraction of most important rows is stored exactly (float16) and the rest as indices into
 a K-entry codebook (float16), packed with ceil(log2 K) bits. The codebook is trained on an importance-
 weighted sample of rows (k-means++-style seeding by importance, Lloyd iterations with BLAS distances).
-Stream: codebook K x C ``<f2``, indices bit-packed with ``index_bits``, the exact rows' numbers ``<u4``
-(ascending), their values ``<f2``. Parameters: ``codebook_size`` K, ``index_bits``, ``exact_rows`` (a count).
+Stream: codebook K x C ``<f2``, indices stored by `bitpack` with ``index_bits`` (bit planes, or whole bytes
+when entropy-coded: parameter ``layout``), the exact rows' numbers ``<u4`` (ascending), their values ``<f2``.
+Parameters: ``codebook_size`` K, ``index_bits``, ``exact_rows`` (a count), ``layout`` (absent: planes).
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def quantize(values: np.ndarray, codebook_size: int, weights: np.ndarray | None 
 
 
 def encode(values: np.ndarray, codebook_size: int, weights: np.ndarray | None = None, keep_exact: float = 0.0,
-           seed: int = 0, state: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[bytes, dict]:
+           seed: int = 0, state: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+           layout: str = "planes") -> tuple[bytes, dict]:
     """Encode rows; ``state`` = a (codebook, indices, exact rows) from `quantize` (e.g. fine-tuned) to store as is."""
     x = np.asarray(values, dtype=np.float32)
     codebook, idx, exact_rows = state if state is not None else quantize(x, codebook_size, weights, keep_exact, seed)
@@ -79,17 +81,20 @@ def encode(values: np.ndarray, codebook_size: int, weights: np.ndarray | None = 
     bits = max(1, math.ceil(math.log2(k)))
     payload = b"".join([
         codebook.tobytes(),
-        bitpack.pack(idx, bits),
+        bitpack.pack(idx, bits, layout),
         exact_rows.astype("<u4").tobytes(),
         x[exact_rows].astype("<f2").tobytes(),
     ])
-    return payload, {"codebook_size": k, "index_bits": bits, "exact_rows": n_exact}
+    params = {"codebook_size": k, "index_bits": bits, "exact_rows": n_exact}
+    if layout != "planes":
+        params["layout"] = layout
+    return payload, params
 
 
 def _sizes(params: dict, rows: int, cols: int) -> list[int]:
     """Byte sizes of the four parts of the stream: codebook, indices, exact row numbers, exact values."""
     k, bits, n_exact = params["codebook_size"], params["index_bits"], params["exact_rows"]
-    return [k * cols * 2, bitpack.packed_size(rows, bits), n_exact * 4, n_exact * cols * 2]
+    return [k * cols * 2, bitpack.packed_size(rows, bits, bitpack.layout_of(params)), n_exact * 4, n_exact * cols * 2]
 
 
 def decode(payload: bytes | memoryview, params: dict, rows: int, cols: int) -> np.ndarray:
@@ -99,7 +104,7 @@ def decode(payload: bytes | memoryview, params: dict, rows: int, cols: int) -> n
         raise ValueError("vq payload size does not match its parameters")
     o = np.cumsum([0] + sizes)
     codebook = np.frombuffer(payload[o[0]:o[1]], "<f2").reshape(k, cols).astype(np.float32)
-    idx = bitpack.unpack(payload[o[1]:o[2]], rows, bits)
+    idx = bitpack.unpack(payload[o[1]:o[2]], rows, bits, bitpack.layout_of(params))
     if idx.size and int(idx.max()) >= k:
         raise ValueError("vq index outside the codebook")
     out = np.take(codebook, idx, axis=0)
@@ -118,7 +123,8 @@ class VQCodec(ArrayCodec):
     scalar = False
 
     def encode(self, values, spec, weights=None, state=None):
-        return encode(values, spec["codebook"], weights, spec.get("keep_exact", 0.0), state=state)
+        return encode(values, spec["codebook"], weights, spec.get("keep_exact", 0.0), state=state,
+                      layout=bitpack.layout_for(spec))
 
     def validate_params(self, params, rows, cols):
         require_keys(params, "codebook_size", "index_bits", "exact_rows")
@@ -127,6 +133,7 @@ class VQCodec(ArrayCodec):
         if (1 << bits) < k:
             raise ValueError(f"vq index bits {bits} cannot address {k} codebook entries")
         require_int(params["exact_rows"], "vq exact row count", 0, rows)
+        bitpack.layout_of(params)
 
     def raw_length(self, params, rows, cols):
         return sum(_sizes(params, rows, cols))
@@ -134,7 +141,7 @@ class VQCodec(ArrayCodec):
     def decode_memory(self, params, rows, cols):
         # float32 codebook, the indices (unpacked, then as intp), the result, the exact rows (as intp) and their
         # values converted
-        return (4 * params["codebook_size"] * cols + bitpack.unpack_memory(rows, params["index_bits"]) + 8 * rows
+        return (4 * params["codebook_size"] * cols + bitpack.unpack_memory(rows, params["index_bits"], bitpack.layout_of(params)) + 8 * rows
                 + 4 * rows * cols + params["exact_rows"] * (8 + 4 * cols))
 
     def decode(self, raw, params, rows, cols):

@@ -17,7 +17,7 @@ import numpy as np
 from plenopack.errors import PlenopackError
 from plenopack.scene.base import Scene
 from plenopack.scene.common import check_poses, finish_scene
-from plenopack.scene.io import fitted_size, image_size, read_image, scale_intrinsics
+from plenopack.scene.io import fitted_size, image_size, parallel_map, read_image, scale_intrinsics
 
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 
@@ -49,7 +49,7 @@ def load(root: Path, max_side: int = 800, background: tuple[float, float, float]
          use_val: bool = False, cam_scale_factor: float = 1.5, visual_hull: bool = True,
          object_centric: bool | None = None, capture_kind: str | None = None) -> Scene:
     splits = ["train", "test"] + (["val"] if use_val else [])
-    images, masks, poses, intr, paths, split_of = [], [], [], [], [], []
+    poses, intr, paths, sizes, split_of = [], [], [], [], []
     bg = np.asarray(background, dtype=np.float32)
     if bg.shape != (3,):
         raise PlenopackError(f"background must be three numbers, got {background!r}", root)
@@ -59,17 +59,24 @@ def load(root: Path, max_side: int = 800, background: tuple[float, float, float]
             path = _image_path(root, file_path)
             h, w = image_size(path)
             nh, nw = fitted_size(h, w, max_side)
-            rgba = read_image(path, (nh, nw), mode="RGBA")
-            alpha = rgba[..., 3]
-            images.append(np.ascontiguousarray(rgba[..., :3] * alpha[..., None] + bg * (1.0 - alpha[..., None])))
-            masks.append(np.ascontiguousarray(alpha))
             focal = 0.5 * w / np.tan(0.5 * angle)
             intr.append(scale_intrinsics(np.array([focal, focal, 0.5 * w, 0.5 * h]), (h, w), (nh, nw)))
             poses.append(pose @ OPENGL_TO_OPENCV)
             paths.append(path)
+            sizes.append((nh, nw))
             split_of.append(split)
-    if not images:
+    if not paths:
         raise PlenopackError("no frames in the transforms files", root)
+
+    def composited(frame: tuple[Path, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        """(RGB composited on the background, alpha) of one RGBA frame."""
+        rgba = read_image(frame[0], frame[1], mode="RGBA")
+        alpha = rgba[..., 3:]
+        rgb = rgba[..., :3] * alpha
+        rgb += bg * (1.0 - alpha)
+        return rgb, np.ascontiguousarray(alpha[..., 0])
+
+    images, masks = map(list, zip(*parallel_map(composited, zip(paths, sizes))))
     c2w = np.stack(poses)
     check_poses(c2w, [p.name for p in paths], root)
     split_of = np.array(split_of)

@@ -26,7 +26,7 @@ import numpy as np
 from plenopack.errors import PlenopackError
 from plenopack.scene.base import Scene
 from plenopack.scene.common import check_poses, every_nth_split, finish_scene
-from plenopack.scene.io import fitted_size, read_image, scale_intrinsics
+from plenopack.scene.io import fitted_size, parallel_map, read_image, scale_intrinsics
 from plenopack.scene.masks import find_mask, require_all_or_none
 
 P3D_TO_OPENCV = np.diag([-1.0, -1.0, 1.0])
@@ -108,16 +108,15 @@ def load(root: Path, max_side: int = 800, test_every: int = 10, cam_scale_factor
         found.append(None if not use_masks else dataset_root / annotated if annotated
                      else find_mask(path, [seq_dir / "masks"]))
     mask_paths = require_all_or_none(paths, found, frames_path)
-    images, masks, intr = [], [] if mask_paths else None, []
-    for i, (f, path) in enumerate(zip(frames, paths)):
+    intr, sizes = [], []
+    for f in frames:
         h, w = (int(v) for v in f["image"]["size"])
-        nh, nw = fitted_size(h, w, max_side)
-        images.append(read_image(path, (nh, nw)))
+        sizes.append(fitted_size(h, w, max_side))
         vp = f["viewpoint"]
         k = ndc_to_pixels(vp["focal_length"], vp["principal_point"], vp.get("intrinsics_format", "ndc_norm_image_bounds"), h, w)
-        intr.append(scale_intrinsics(k, (h, w), (nh, nw)))
-        if masks is not None:
-            masks.append(read_image(mask_paths[i], (nh, nw), mode="L"))
+        intr.append(scale_intrinsics(k, (h, w), sizes[-1]))
+    images = parallel_map(lambda i: read_image(paths[i], sizes[i]), range(len(frames)))
+    masks = parallel_map(lambda i: read_image(mask_paths[i], sizes[i], mode="L"), range(len(frames))) if mask_paths else None
     train, test = every_nth_split(len(images), test_every)
     options = dict(test_every=test_every, cam_scale_factor=cam_scale_factor, visual_hull=visual_hull,
                    use_masks=use_masks)

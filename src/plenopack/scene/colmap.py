@@ -21,7 +21,7 @@ import numpy as np
 from plenopack.errors import PlenopackError
 from plenopack.scene.base import Scene
 from plenopack.scene.common import check_poses, every_nth_split, finish_scene
-from plenopack.scene.io import image_size, read_frame
+from plenopack.scene.io import image_size, read_frames
 from plenopack.scene.masks import find_mask, require_all_or_none
 from plenopack.scene.undistort import Undistorter, make_undistorter, scale_camera_params
 
@@ -155,7 +155,7 @@ def load(root: Path, max_side: int = 800, test_every: int = 8, object_centric: b
              for p, (name, *_) in zip(paths, entries)]
     mask_paths = require_all_or_none(paths, found, root / "images")
     undistorters: dict[tuple[int, int, int], Undistorter] = {}
-    images, masks, intr, poses = [], [] if mask_paths else None, [], []
+    jobs, poses = [], []
     for i, (name, q, t, cam_id) in enumerate(entries):
         if cam_id not in cams:
             raise PlenopackError(f"image {name} refers to unknown camera {cam_id}", sparse)
@@ -165,15 +165,12 @@ def load(root: Path, max_side: int = 800, test_every: int = 8, object_centric: b
             model, width, height, params = cams[cam_id]
             params = scale_camera_params(model, params, (height, width), (h, w), where=camera_file)
             undistorters[key] = make_undistorter(model, params, w, h, where=camera_file)
-        image, mask, k = read_frame(paths[i], undistorters[key], max_side, mask_paths[i] if mask_paths else None)
-        images.append(image)
-        intr.append(k)
-        if masks is not None:
-            masks.append(mask)
+        jobs.append((paths[i], undistorters[key], mask_paths[i] if mask_paths else None))
         w2c = np.eye(4)
         w2c[:3, :3] = qvec_to_rotation(q)
         w2c[:3, 3] = t
         poses.append(np.linalg.inv(w2c))
+    images, masks, intr = read_frames(jobs, max_side)
     c2w = np.stack(poses)
     check_poses(c2w, [e[0] for e in entries], sparse)
     train, test = every_nth_split(len(images), test_every)

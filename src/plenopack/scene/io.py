@@ -1,14 +1,36 @@
-"""Image reading, resizing and undistortion shared by the loaders (Pillow Lanczos, OpenCV remap)."""
+"""Image reading, resizing and undistortion shared by the loaders (Pillow Lanczos, OpenCV remap).
+
+Loaders read their frames with `read_frames` / `parallel_map`: one thread per CPU this process may use, since
+decoding (Pillow), remapping (OpenCV) and NumPy's conversions release the GIL (the 200 lego views at 800 px:
+about 2x faster on 2 cores). Results keep the frames' order; the first failing frame's error is raised.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from plenopack.errors import PlenopackError
+from plenopack.resources import available_cpus
 from plenopack.scene.undistort import Undistorter
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def parallel_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """[fn(item) for item in items], run on a thread per available CPU, in order."""
+    items = list(items)
+    workers = min(available_cpus(), len(items))
+    if workers <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="plenopack-read") as pool:
+        return list(pool.map(fn, items))
 
 
 def decode_image(path: Path, mode: str = "RGB") -> np.ndarray:
@@ -31,7 +53,7 @@ def resize_to_float(pixels: np.ndarray, size: tuple[int, int] | None = None) -> 
         im = Image.fromarray(pixels)
         resample = Image.BILINEAR if pixels.ndim == 2 else Image.LANCZOS
         pixels = np.asarray(im.resize((size[1], size[0]), resample))
-    return np.ascontiguousarray(np.clip(pixels.astype(np.float32) / 255.0, 0.0, 1.0))
+    return np.divide(pixels, np.float32(255.0), dtype=np.float32)  # uint8 / 255: in [0, 1] by construction
 
 
 def read_image(path: Path, size: tuple[int, int] | None = None, mode: str = "RGB") -> np.ndarray:
@@ -94,3 +116,13 @@ def read_frame(image_path: Path, camera: Undistorter, max_side: int | None, mask
             mask_pixels = np.asarray(Image.fromarray(mask_pixels).resize(camera.source_size[::-1], Image.BILINEAR))
         mask = resize_to_float(camera.mask(mask_pixels), size)
     return image, mask, scale_intrinsics(camera.intrinsics, camera.size, size)
+
+
+def read_frames(frames: Iterable[tuple[Path, Undistorter, Path | None]], max_side: int | None
+                ) -> tuple[list[np.ndarray], list[np.ndarray] | None, list[np.ndarray]]:
+    """`read_frame` for every (image path, camera, mask path or None), in parallel (`parallel_map`): (images,
+    masks (None when no frame has a mask), intrinsics)."""
+    read = parallel_map(lambda f: read_frame(f[0], f[1], max_side, f[2]), frames)
+    masks = [mask for _, mask, _ in read]
+    return [image for image, _, _ in read], (masks if any(m is not None for m in masks) else None), \
+        [k for _, _, k in read]

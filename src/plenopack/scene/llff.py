@@ -19,7 +19,7 @@ import numpy as np
 from plenopack.errors import PlenopackError
 from plenopack.scene.base import Scene
 from plenopack.scene.common import check_poses, every_nth_split, finish_scene
-from plenopack.scene.io import image_size, read_frame, scale_intrinsics
+from plenopack.scene.io import image_size, read_frames, scale_intrinsics
 from plenopack.scene.masks import find_mask, is_mask_file, require_all_or_none
 from plenopack.scene.undistort import make_undistorter
 
@@ -75,17 +75,13 @@ def load(root: Path, max_side: int = 800, factor: int | None = None, test_every:
     mask_dir = _pick_folder(root, "masks", found_factor)
     found = [find_mask(f, [mask_dir] if mask_dir else []) if use_masks else None for f in files]
     mask_paths = require_all_or_none(files, found, img_dir)
-    images, masks, intr = [], [] if mask_paths else None, []
+    jobs = []
     for i, f in enumerate(files):
         h, w = image_size(f)
         full_h, full_w, focal = hwf[i]
         k = scale_intrinsics(np.array([focal, focal, 0.5 * full_w, 0.5 * full_h]), (full_h, full_w), (h, w))
-        image, mask, k_loaded = read_frame(f, make_undistorter("PINHOLE", k, w, h), max_side,
-                                           mask_paths[i] if mask_paths else None)
-        images.append(image)
-        intr.append(k_loaded)
-        if masks is not None:
-            masks.append(mask)
+        jobs.append((f, make_undistorter("PINHOLE", k, w, h), mask_paths[i] if mask_paths else None))
+    images, masks, intr = read_frames(jobs, max_side)
     train, test = every_nth_split(len(files), test_every)
     near_far = pb[:, 15:17]
     far_points = c2w[:, :3, 3] + c2w[:, :3, 2] * near_far[:, 1:2]

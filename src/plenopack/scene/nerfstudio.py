@@ -36,7 +36,7 @@ import numpy as np
 from plenopack.errors import PlenopackError
 from plenopack.scene.base import Scene
 from plenopack.scene.common import check_poses, every_nth_split, finish_scene
-from plenopack.scene.io import image_size, read_frame
+from plenopack.scene.io import image_size, read_frames
 from plenopack.scene.masks import find_mask, require_all_or_none
 from plenopack.scene.undistort import Undistorter, make_undistorter, scale_camera_params
 
@@ -183,19 +183,16 @@ def load(root: Path, max_side: int = 800, test_every: int = 8, split_lists: bool
     mask_paths = require_all_or_none([image_paths[i] for i in selected], found, path)
     shared = {k: meta[k] for k in INTRINSIC_KEYS if k in meta}
     cameras: dict[str, Undistorter] = {}
-    images, masks, intr, sharpness = [], [] if mask_paths else None, [], []
+    jobs, sharpness = [], []
     for j, i in enumerate(selected):
         frame_meta = {**shared, **{k: frames[i][k] for k in INTRINSIC_KEYS if k in frames[i]}}
         model, params, w, h = _camera(frame_meta, image_size(image_paths[i]), path, keys[i])
         cam_key = json.dumps([model, params.tolist(), w, h])
         if cam_key not in cameras:
             cameras[cam_key] = make_undistorter(model, params, w, h, where=path)
-        image, mask, k = read_frame(image_paths[i], cameras[cam_key], max_side, mask_paths[j] if mask_paths else None)
-        images.append(image)
-        intr.append(k)
-        if masks is not None:
-            masks.append(mask)
+        jobs.append((image_paths[i], cameras[cam_key], mask_paths[j] if mask_paths else None))
         sharpness.append(frames[i].get("sharpness"))
+    images, masks, intr = read_frames(jobs, max_side)
     measured = any(s is None for s in sharpness)
     if measured:
         sharpness = [_laplacian_variance(img) for img in images]

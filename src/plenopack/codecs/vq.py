@@ -18,7 +18,8 @@ import numpy as np
 from plenopack.codecs import bitpack
 from plenopack.codecs.base import ArrayCodec, register_codec, require_int, require_keys
 
-TRAIN_SAMPLE = 65536
+TRAIN_SAMPLE = 262144  # rows drawn (by importance) to train the codebook on. lego 800 px, 769K voxels, 4096
+# entries, no fine-tuning: 65,536 -> 262,144 rows +0.03 dB val PSNR, 786,432 rows no further gain
 MAX_CODEBOOK = 65536
 
 

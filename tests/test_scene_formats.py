@@ -1,11 +1,13 @@
 """CO3D, COLMAP and ScanNet loaders: round trips through fixtures written in the exact formats."""
 
 import subprocess
+import time
 import sys
 
 import numpy as np
 import pytest
 
+from plenopack.errors import PlenopackError
 from plenopack.scene import detect_format, load_scene
 from tests.scene_fixtures import make_cameras, world_poses, write_co3d, write_colmap, write_scannet
 
@@ -88,3 +90,29 @@ def test_missing_pieces_are_named(tmp_path):
     (seq / "images" / "frame000003.jpg").unlink()
     r = subprocess.run([sys.executable, "-m", "plenopack", "info-scene", str(seq)], capture_output=True, text=True)
     assert r.returncode == 2 and "frame000003.jpg: image file is missing" in r.stderr
+
+
+def test_frames_are_read_in_parallel_in_order_and_the_first_bad_frame_is_named(tmp_path, monkeypatch):
+    """`parallel_map` keeps the frames' order, runs on more than one thread when CPUs allow, and a broken frame
+    raises its own error (naming its file), not another frame's."""
+    import threading
+
+    from plenopack.scene import io
+
+    monkeypatch.setattr(io, "available_cpus", lambda: 4)
+    threads = set()
+
+    def slow_square(x):
+        threads.add(threading.get_ident())
+        time.sleep(0.02 * (5 - x % 5))  # later items finish first
+        return x * x
+
+    assert io.parallel_map(slow_square, range(20)) == [x * x for x in range(20)]
+    assert len(threads) > 1
+    good = tmp_path / "good.png"
+    from PIL import Image
+
+    Image.new("RGB", (4, 3)).save(good)
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(PlenopackError, match="bad.png"):
+        io.parallel_map(lambda p: io.read_image(p), [good, tmp_path / "bad.png", tmp_path / "missing.png"])

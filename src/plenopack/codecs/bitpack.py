@@ -31,6 +31,12 @@ def layout_of(params: dict) -> str:
     return layout
 
 
+def layout_param(layout: str) -> dict:
+    """The stream parameter recording ``layout``: none for ``planes`` (the default), so such streams keep the
+    parameters they had before layouts existed."""
+    return {} if layout == "planes" else {"layout": layout}
+
+
 def _check_bits(bits: int) -> None:
     if not 1 <= bits <= 16:
         raise ValueError(f"bits must be 1..16, got {bits}")
@@ -69,13 +75,16 @@ def unpack_memory(count: int, bits: int, layout: str = "planes") -> int:
 
 def unpack(data: bytes | memoryview, count: int, bits: int, layout: str = "planes") -> np.ndarray:
     """Inverse of `pack`: ``count`` codes as uint16 (uint8 when bits <= 8); allocates `unpack_memory` bytes.
-    Codes read from a ``bytes`` stream are not checked against ``bits``: callers check their range."""
+    ValueError when a code of a ``bytes`` stream does not fit in ``bits`` (bit planes cannot hold one)."""
     _check_bits(bits)
     expected = packed_size(count, bits, layout)
     if len(data) != expected:
         raise ValueError(f"expected {expected} packed bytes, got {len(data)}")
     if layout == "bytes":
-        return np.frombuffer(data, dtype=_byte_dtype(bits)).astype(np.uint8 if bits <= 8 else np.uint16)
+        codes = np.frombuffer(data, dtype=_byte_dtype(bits)).astype(np.uint8 if bits <= 8 else np.uint16)
+        if codes.size and int(codes.max()) >= (1 << bits):
+            raise ValueError(f"code {int(codes.max())} does not fit in {bits} bits")
+        return codes
     plane_bytes = (count + 7) // 8
     buf = np.frombuffer(data, dtype=np.uint8)
     out = np.zeros(count, dtype=np.uint16 if bits > 8 else np.uint8)

@@ -57,21 +57,16 @@ def encode(values: np.ndarray, bits: int, weights: np.ndarray | None = None, ite
         if n:
             codebook[j] = _fit_channel(x[:, j], w, levels, iterations)
             codes[j] = assign(x[:, j], codebook[j])
-    params = {"bits": bits, "codebook": codebook.tolist()}
-    if layout != "planes":
-        params["layout"] = layout
-    return bitpack.pack(codes, bits, layout), params
+    return bitpack.pack(codes, bits, layout), {"bits": bits, "codebook": codebook.tolist(),
+                                               **bitpack.layout_param(layout)}
 
 
 def decode(payload: bytes | memoryview, params: dict, rows: int, cols: int) -> np.ndarray:
     codebook = np.asarray(params["codebook"], np.float32).reshape(cols, -1)
-    bits = params["bits"]
-    codes = bitpack.unpack(payload, rows * cols, bits, bitpack.layout_of(params)).reshape(cols, rows)
-    if codes.size and int(codes.max()) >= (1 << bits):
-        raise ValueError(f"k-means code above {bits} bits")
+    codes = bitpack.unpack(payload, rows * cols, params["bits"], bitpack.layout_of(params)).reshape(cols, rows)
     out = np.empty((rows, cols), np.float32)
     for j in range(cols):
-        np.take(codebook[j], codes[j], out=out[:, j])
+        np.take(codebook[j], codes[j], out=out[:, j])  # codes < 2^bits = row length (checked by unpack)
     return out
 
 
@@ -107,8 +102,8 @@ class KMeansCodec(ArrayCodec):
 
     def decode_memory(self, params, rows, cols):
         # the codes, the result, the float32 codebook and one channel's codes as indices (intp)
-        return (bitpack.unpack_memory(rows * cols, params["bits"], bitpack.layout_of(params)) + 4 * rows * cols + 4 * cols * (1 << params["bits"])
-                + 8 * rows)
+        return (bitpack.unpack_memory(rows * cols, params["bits"], bitpack.layout_of(params)) + 4 * rows * cols
+                + 4 * cols * (1 << params["bits"]) + 8 * rows)
 
     def decode(self, raw, params, rows, cols):
         return decode(raw, params, rows, cols)

@@ -60,17 +60,11 @@ def encode(values: np.ndarray, bits: int, clip: tuple[float, float] | None = Non
     """Channel-major codes stored in ``layout`` (see `bitpack`) and the parameters needed to decode them."""
     codes, lo, scale = quantize(values, bits, *(clip if clip else (None, None)))
     payload = bitpack.pack(codes.T, bits, layout)
-    params = {"bits": bits, "lo": lo.tolist(), "scale": scale.tolist()}
-    if layout != "planes":
-        params["layout"] = layout
-    return payload, params
+    return payload, {"bits": bits, "lo": lo.tolist(), "scale": scale.tolist(), **bitpack.layout_param(layout)}
 
 
 def decode(payload: bytes | memoryview, params: dict, rows: int, cols: int) -> np.ndarray:
-    bits = params["bits"]
-    codes = bitpack.unpack(payload, rows * cols, bits, bitpack.layout_of(params)).reshape(cols, rows).T
-    if codes.size and int(codes.max()) >= (1 << bits):
-        raise ValueError(f"uniform code above {bits} bits")
+    codes = bitpack.unpack(payload, rows * cols, params["bits"], bitpack.layout_of(params)).reshape(cols, rows).T
     return dequantize(codes, np.asarray(params["lo"], np.float32), np.asarray(params["scale"], np.float32))
 
 
@@ -100,7 +94,8 @@ class UniformCodec(ArrayCodec):
         return bitpack.packed_size(rows * cols, params["bits"], bitpack.layout_of(params))
 
     def decode_memory(self, params, rows, cols):
-        return bitpack.unpack_memory(rows * cols, params["bits"], bitpack.layout_of(params)) + 4 * rows * cols + 8 * cols
+        return (bitpack.unpack_memory(rows * cols, params["bits"], bitpack.layout_of(params)) + 4 * rows * cols
+                + 8 * cols)
 
     def decode(self, raw, params, rows, cols):
         return decode(raw, params, rows, cols)

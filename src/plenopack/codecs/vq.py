@@ -86,10 +86,7 @@ def encode(values: np.ndarray, codebook_size: int, weights: np.ndarray | None = 
         exact_rows.astype("<u4").tobytes(),
         x[exact_rows].astype("<f2").tobytes(),
     ])
-    params = {"codebook_size": k, "index_bits": bits, "exact_rows": n_exact}
-    if layout != "planes":
-        params["layout"] = layout
-    return payload, params
+    return payload, {"codebook_size": k, "index_bits": bits, "exact_rows": n_exact, **bitpack.layout_param(layout)}
 
 
 def _sizes(params: dict, rows: int, cols: int) -> list[int]:

@@ -116,7 +116,8 @@ def load(root: Path, max_side: int = 800, test_every: int = 10, cam_scale_factor
         k = ndc_to_pixels(vp["focal_length"], vp["principal_point"], vp.get("intrinsics_format", "ndc_norm_image_bounds"), h, w)
         intr.append(scale_intrinsics(k, (h, w), sizes[-1]))
     images = parallel_map(lambda i: read_image(paths[i], sizes[i]), range(len(frames)))
-    masks = parallel_map(lambda i: read_image(mask_paths[i], sizes[i], mode="L"), range(len(frames))) if mask_paths else None
+    masks = parallel_map(lambda i: read_image(mask_paths[i], sizes[i], mode="L"),
+                         range(len(frames))) if mask_paths else None
     train, test = every_nth_split(len(images), test_every)
     options = dict(test_every=test_every, cam_scale_factor=cam_scale_factor, visual_hull=visual_hull,
                    use_masks=use_masks)

@@ -97,11 +97,12 @@ def test_render_rejects_an_unknown_camera_set(plen, capture, tmp_path):
 
 
 def test_views_rendered_tile_by_tile_equal_rays_in_row_order(tiny_fit):
-    """render_view marches its rays in 16 x 16 tiles (cache-friendly); the image is the one row-ordered rays
-    give, also for sizes that are no multiple of a tile and for a per-pixel background."""
+    """render_view makes and marches its rays in 16 x 16 tiles (cache-friendly) in one kernel; the image is the
+    one pixel_rays' row-ordered rays give render_rays, also for sizes that are no multiple of a tile and for a
+    per-pixel background."""
     from plenopack.cameras import orbit_poses, pixel_rays
     from plenopack.kernels import render_rays
-    from plenopack.render import orbit_intrinsics, render_view, tile_order
+    from plenopack.render import orbit_intrinsics, render_view
 
     g = tiny_fit.grid
     height, width = 37, 50
@@ -115,5 +116,3 @@ def test_views_rendered_tile_by_tile_equal_rays_in_row_order(tiny_fit):
     np.testing.assert_allclose(rgb.reshape(-1, 3), np.clip(ref[0], 0, 1), atol=1e-6)
     np.testing.assert_allclose(depth.ravel(), ref[1], atol=1e-6)
     np.testing.assert_allclose(acc.ravel(), ref[2], atol=1e-6)
-    order = tile_order(height, width)
-    assert sorted(order) == list(range(height * width)) and list(order[:3]) == [0, 1, 2] and order[16] == width

@@ -43,7 +43,7 @@ from plenopack.kernels.occupancy import Occupancy, build_occupancy  # noqa: E402
 from plenopack.kernels.optim import all_finite, rmsprop_flagged, rmsprop_step  # noqa: E402
 from plenopack.kernels.rays import draw_pixel_rays, pixel_rays, uncomposite  # noqa: E402
 from plenopack.kernels.regularizers import Regulariser, tv_grad  # noqa: E402
-from plenopack.kernels.render import GradWorkspace, render_rays, render_rays_grad  # noqa: E402
+from plenopack.kernels.render import GradWorkspace, render_pinhole, render_rays, render_rays_grad  # noqa: E402
 from plenopack.kernels.render_vjp import render_rays_vjp  # noqa: E402
 from plenopack.kernels.sampling import max_ray_weights, trilinear_sample  # noqa: E402
 from plenopack.kernels.voxels import box_dilate, empty_links, flat_of_row, morton_coords, prune_mask  # noqa: E402
@@ -51,6 +51,6 @@ from plenopack.kernels.voxels import box_dilate, empty_links, flat_of_row, morto
 __all__ = [
     "GradWorkspace", "Occupancy", "Regulariser", "all_finite", "box_dilate", "build_occupancy", "draw_pixel_rays",
     "empty_links", "flat_of_row", "max_ray_weights", "morton_coords", "msi_colour", "msi_grad", "msi_tv_grad", "pixel_rays",
-    "prune_mask", "render_rays", "render_rays_grad", "render_rays_vjp", "rmsprop_flagged", "rmsprop_step", "sh_basis",
+    "prune_mask", "render_pinhole", "render_rays", "render_rays_grad", "render_rays_vjp", "rmsprop_flagged", "rmsprop_step", "sh_basis",
     "trilinear_sample", "tv_grad", "uncomposite",
 ]

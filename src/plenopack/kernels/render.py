@@ -70,48 +70,104 @@ FORWARD_RAYS_PER_TASK = 256  # rays per parallel task of the forward kernel: scr
 # and a load-balancing layer (tbb) deals out tasks of rays that hit the object (long) and rays that miss (short)
 
 
+@njit(inline="always", fastmath=True, cache=True)
+def _march_ray(links, density, sh, basis_count, ox, oy, oz, dx, dy, dz, dt, stop_thresh, near, occupancy,
+               block_shift, use_occupancy, basis, corner_sigma, corner_rgb):
+    """Forward march of one ray (see the module docstring): (r, g, b, depth, final transmittance), the colour
+    not yet composited on a background. basis (16,), corner_sigma (8,), corner_rgb (8, 3): the caller's scratch.
+
+    The SH basis is fixed along a ray, so a trilinear cell's colour is that of its 8 corners, 0.5 + SH . Y,
+    interpolated; consecutive samples in one cell (about every other sample at half
+    a voxel per step) reuse the corners' densities and colours instead of reading 8 rows again (empty corners: density 0,
+    colour 0.5, the raw colour of a zero SH row). Colours are
+    made only once a sample in the cell has density."""
+    reso = links.shape[0]
+    eval_sh_basis(basis_count, dx, dy, dz, basis)
+    t_in, t_out = ray_cube_interval(ox, oy, oz, dx, dy, dz, near)
+    cr = 0.0
+    cg = 0.0
+    cb = 0.0
+    depth = 0.0
+    trans = 1.0
+    cell_i = -1
+    cell_j = -1
+    cell_k = -1
+    coloured = False
+    if t_in < t_out:
+        t = t_in + 0.5 * dt
+        while True:
+            t, gx, gy, gz = next_sample(occupancy, block_shift, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t, dt,
+                                        t_out)
+            if t >= t_out:
+                break
+            i0 = min(int(gx), reso - 2)
+            j0 = min(int(gy), reso - 2)
+            k0 = min(int(gz), reso - 2)
+            if i0 != cell_i or j0 != cell_j or k0 != cell_k:
+                cell_i = i0
+                cell_j = j0
+                cell_k = k0
+                coloured = False
+                for c in range(8):
+                    row = links[i0 + (c >> 2), j0 + ((c >> 1) & 1), k0 + (c & 1)]
+                    corner_sigma[c] = density[row] if row >= 0 else 0.0
+            fx = gx - i0
+            fy = gy - j0
+            fz = gz - k0
+            sigma = 0.0
+            for c in range(8):
+                wc = ((fx if c >= 4 else 1.0 - fx) * (fy if (c >> 1) & 1 else 1.0 - fy)
+                      * (fz if c & 1 else 1.0 - fz))
+                sigma += wc * corner_sigma[c]
+            if sigma > 0.0:
+                if not coloured:
+                    coloured = True
+                    for c in range(8):
+                        row = links[i0 + (c >> 2), j0 + ((c >> 1) & 1), k0 + (c & 1)]
+                        for ch in range(3):
+                            value = 0.5
+                            if row >= 0:
+                                base = ch * basis_count
+                                for q in range(basis_count):
+                                    value += basis[q] * sh[row, base + q]
+                            corner_rgb[c, ch] = value
+                rr = 0.0
+                rg = 0.0
+                rb = 0.0
+                for c in range(8):
+                    wc = ((fx if c >= 4 else 1.0 - fx) * (fy if (c >> 1) & 1 else 1.0 - fy)
+                          * (fz if c & 1 else 1.0 - fz))
+                    rr += wc * corner_rgb[c, 0]
+                    rg += wc * corner_rgb[c, 1]
+                    rb += wc * corner_rgb[c, 2]
+                alpha = 1.0 - math.exp(-sigma * dt)
+                w = trans * alpha
+                cr += w * min(max(rr, 0.0), 1.0)
+                cg += w * min(max(rg, 0.0), 1.0)
+                cb += w * min(max(rb, 0.0), 1.0)
+                depth += w * t
+                trans *= 1.0 - alpha
+                if trans < stop_thresh:
+                    break
+            t += dt
+    return cr, cg, cb, depth, trans
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def _forward_kernel(links, density, sh, basis_count, origins, dirs, background, bg_stride, step_size,
                     stop_thresh, near, occupancy, block_shift, use_occupancy, out_rgb, out_depth, out_acc):
-    reso = links.shape[0]
-    dt = step_size * 2.0 / reso
+    dt = step_size * 2.0 / links.shape[0]
     n = origins.shape[0]
     tasks = (n + FORWARD_RAYS_PER_TASK - 1) // FORWARD_RAYS_PER_TASK
     for task in prange(tasks):
         basis = np.empty(16, dtype=np.float32)
-        rows = np.empty(8, dtype=np.int32)
-        weights = np.empty(8, dtype=np.float32)
-        raw = np.empty(3, dtype=np.float32)
-        coeffs = np.empty(sh.shape[1], dtype=np.float32)
+        corner_sigma = np.empty(8, dtype=np.float32)
+        corner_rgb = np.empty((8, 3), dtype=np.float32)
         for r in range(task * FORWARD_RAYS_PER_TASK, min(n, (task + 1) * FORWARD_RAYS_PER_TASK)):
-            ox, oy, oz = origins[r, 0], origins[r, 1], origins[r, 2]
-            dx, dy, dz = dirs[r, 0], dirs[r, 1], dirs[r, 2]
-            eval_sh_basis(basis_count, dx, dy, dz, basis)
-            t_in, t_out = ray_cube_interval(ox, oy, oz, dx, dy, dz, near)
-            cr = 0.0
-            cg = 0.0
-            cb = 0.0
-            depth = 0.0
-            trans = 1.0
-            if t_in < t_out:
-                t = t_in + 0.5 * dt
-                while True:
-                    t, gx, gy, gz = next_sample(occupancy, block_shift, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t,
-                                                dt, t_out)
-                    if t >= t_out:
-                        break
-                    sigma = _sample(links, density, sh, basis_count, basis, gx, gy, gz, rows, weights, coeffs, raw)
-                    if sigma > 0.0:
-                        alpha = 1.0 - math.exp(-sigma * dt)
-                        w = trans * alpha
-                        cr += w * min(max(raw[0], 0.0), 1.0)
-                        cg += w * min(max(raw[1], 0.0), 1.0)
-                        cb += w * min(max(raw[2], 0.0), 1.0)
-                        depth += w * t
-                        trans *= 1.0 - alpha
-                        if trans < stop_thresh:
-                            break
-                    t += dt
+            cr, cg, cb, depth, trans = _march_ray(links, density, sh, basis_count, origins[r, 0], origins[r, 1],
+                                                  origins[r, 2], dirs[r, 0], dirs[r, 1], dirs[r, 2], dt, stop_thresh,
+                                                  near, occupancy, block_shift, use_occupancy, basis, corner_sigma,
+                                                  corner_rgb)
             bi = r * bg_stride
             out_rgb[r, 0] = cr + trans * background[bi, 0]
             out_rgb[r, 1] = cg + trans * background[bi, 1]
@@ -119,6 +175,43 @@ def _forward_kernel(links, density, sh, basis_count, origins, dirs, background, 
             out_depth[r] = depth
             out_acc[r] = 1.0 - trans
 
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _pinhole_kernel(links, density, sh, basis_count, c2w, fx, fy, cx, cy, tile, step_size, stop_thresh, near,
+                    occupancy, block_shift, use_occupancy, out_rgb, out_depth, out_acc):
+    """Every pixel of a pinhole view, one tile x tile block of pixels per parallel task (a compact bundle of
+    rays reading the same voxels); each pixel's ray is made here, as `plenopack.cameras.pixel_rays` makes it
+    (float64, rounded to float32), so no ray arrays are built. Colour without background (see `render_view`)."""
+    height, width = out_acc.shape
+    dt = step_size * 2.0 / links.shape[0]
+    tiles_x = (width + tile - 1) // tile
+    tasks = ((height + tile - 1) // tile) * tiles_x
+    ox = np.float32(c2w[0, 3])
+    oy = np.float32(c2w[1, 3])
+    oz = np.float32(c2w[2, 3])
+    for task in prange(tasks):
+        basis = np.empty(16, dtype=np.float32)
+        corner_sigma = np.empty(8, dtype=np.float32)
+        corner_rgb = np.empty((8, 3), dtype=np.float32)
+        v0 = (task // tiles_x) * tile
+        u0 = (task % tiles_x) * tile
+        for v in range(v0, min(height, v0 + tile)):
+            y = (v + 0.5 - cy) / fy
+            for u in range(u0, min(width, u0 + tile)):
+                x = (u + 0.5 - cx) / fx
+                wx = x * c2w[0, 0] + y * c2w[0, 1] + c2w[0, 2]
+                wy = x * c2w[1, 0] + y * c2w[1, 1] + c2w[1, 2]
+                wz = x * c2w[2, 0] + y * c2w[2, 1] + c2w[2, 2]
+                norm = math.sqrt(wx * wx + wy * wy + wz * wz)
+                cr, cg, cb, depth, trans = _march_ray(links, density, sh, basis_count, ox, oy, oz,
+                                                      np.float32(wx / norm), np.float32(wy / norm),
+                                                      np.float32(wz / norm), dt, stop_thresh, near, occupancy,
+                                                      block_shift, use_occupancy, basis, corner_sigma, corner_rgb)
+                out_rgb[v, u, 0] = cr
+                out_rgb[v, u, 1] = cg
+                out_rgb[v, u, 2] = cb
+                out_depth[v, u] = depth
+                out_acc[v, u] = 1.0 - trans
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -303,6 +396,26 @@ def render_rays(links, density, sh, sh_degree, origins, dirs, background, step_s
             _forward_kernel(links, density, sh, (sh_degree + 1) ** 2, np.ascontiguousarray(origins, np.float32),
                             np.ascontiguousarray(dirs, np.float32), bg, stride, np.float32(step_size),
                             np.float32(stop_thresh), np.float32(near), distance, block_shift, use, rgb, depth, acc)
+    return rgb, depth, acc
+
+
+def render_pinhole(links, density, sh, sh_degree, c2w, intrinsics, height, width, step_size=0.5, stop_thresh=1e-4,
+                   occupancy=None, near=0.0, tile=16):
+    """Render every pixel of a pinhole view (OpenCV c2w in the unit-cube frame; intrinsics fx, fy, cx, cy in
+    pixels, pixel centres at +0.5) without a background: (rgb (H, W, 3), depth (H, W), acc (H, W)), the same
+    as `render_rays` on `plenopack.cameras.pixel_rays`'s rays with a black background. Composite a
+    background as rgb + (1 - acc) * colour. Rays are made in the kernel, ``tile`` x ``tile`` pixels per task."""
+    pose = np.ascontiguousarray(np.asarray(c2w, dtype=np.float64)[:3, :4])
+    fx, fy, cx, cy = (float(v) for v in intrinsics)
+    distance, block_shift, use = _occupancy_args(occupancy)
+    rgb = np.empty((height, width, 3), dtype=np.float32)
+    depth = np.empty((height, width), dtype=np.float32)
+    acc = np.empty((height, width), dtype=np.float32)
+    if height * width:
+        with numba.parallel_chunksize(1):  # one tile at a time: a load-balancing layer (tbb) deals them out
+            _pinhole_kernel(links, density, sh, (sh_degree + 1) ** 2, pose, fx, fy, cx, cy, int(tile),
+                            np.float32(step_size), np.float32(stop_thresh), np.float32(near), distance, block_shift,
+                            use, rgb, depth, acc)
     return rgb, depth, acc
 
 

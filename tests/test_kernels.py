@@ -390,6 +390,28 @@ def test_regulariser_matches_tv_and_sparsity_references():
     np.testing.assert_array_equal(gs1, gs)
 
 
+def test_regulariser_draws_runs_of_rows_each_row_equally_likely():
+    """Rows drawn in the kernel come in runs of TV_RUN consecutive rows (wrapping at the end) from uniform
+    starts: over many steps every row is drawn about equally often, the last rows as often as the first."""
+    from plenopack.kernels.counter_rng import stream_key
+    from plenopack.kernels.regularizers import TV_RUN
+
+    g = random_grid(reso=12, sh_degree=0, seed=5)
+    coords = g.occupied_coords().astype(np.int64)
+    flat_of_row = np.ravel_multi_index(tuple(coords.T), g.links.shape)
+    n = g.num_voxels
+    reg = K.Regulariser(g.links, flat_of_row, g.sh.shape[1], 2 * TV_RUN)
+    hits = np.zeros(n)
+    for step in range(3000):
+        reg(stream_key(7, step, 3), g.density, np.zeros_like(g.density), 0.1, g.sh, np.zeros_like(g.sh), 0.0, 0.0)
+        runs = reg.draws.reshape(2, TV_RUN)
+        assert ((np.diff(runs, axis=1) % n) == 1).all()
+        np.add.at(hits, reg.draws, 1)
+    expected = 3000 * 2 * TV_RUN / n
+    assert np.abs(hits / expected - 1).max() < 0.25
+    assert abs(hits[-TV_RUN:].mean() / expected - 1) < 0.1
+
+
 def test_pixel_rays_match_the_reference(lego_small):
     from plenopack.fit import TrainingRays
 

@@ -19,6 +19,10 @@ from numba import njit, prange
 from plenopack.kernels.counter_rng import below
 
 TV_EPS = 1e-9
+TV_RUN = 64  # drawn rows come in runs of this many consecutive rows (neighbouring voxels along z in one row of
+# the grid): each row is as likely as with independent draws, and the kernel reads memory in runs instead of
+# jumping to a random row (and its random neighbours) 12,000 times a step (lego 800 px, 1.2M voxels: 12.5 ->
+# 6.5 ms a step)
 _NO_FLAGS = np.zeros(0, np.uint8)
 _NO_COLUMNS = np.zeros((0, 0), np.float32)
 
@@ -146,8 +150,9 @@ def _regularise_kernel(links, flat_of_row, draw, key, draws, owners, mult, uniqu
                        grad_density, tv_scale, sh, grad_sh, tv_sh_scale, sparsity_weight, terms, neighbours, row_flags,
                        out_loss):
     if draw:
+        n_rows = mult.shape[0]
         for j in prange(draws.shape[0]):
-            draws[j] = below(key, j, mult.shape[0])
+            draws[j] = (below(key, j // TV_RUN, n_rows) + j % TV_RUN) % n_rows
     n_unique = _unique_rows(draws, owners, mult, unique, unique_mult)
     for u in prange(draws.shape[0]):
         flat_ids[u] = flat_of_row[unique[u]] if unique[u] >= 0 else -1
@@ -179,7 +184,8 @@ class Regulariser:
         ``rows``, with repeats; see `tv_grad`) + lambda_sparsity Cauchy(density) (a mean over the distinct
         rows; see `reference.sparsity_grad`) into grad_density (N,) and grad_sh (N, C); set ``row_flags`` on
         every row given a gradient. ``rows``: the drawn rows (int array), or a counter-based stream key
-        (`plenopack.kernels.counter_rng`) to draw them uniformly in the kernel. Returns the TV loss."""
+        (`plenopack.kernels.counter_rng`) to draw them in the kernel: runs of `TV_RUN` consecutive rows (with
+        wrap-around) from uniform starts, so every row is equally likely. Returns the TV loss."""
         draw = np.isscalar(rows)
         if not draw:
             if len(rows) != len(self.draws):

@@ -1,10 +1,10 @@
 """Rendering whole views and orbits of a grid, and writing them out as they come.
 
-Views are rendered chunk by chunk over rays, orbits and camera lists are generators, and the writers
-(`AnimationWriter`, `DepthWriter`) take one frame at a time, so memory stays flat however many frames
-a render has. Depth: the renderer's ``depth`` is the opacity-weighted distance along each ray in
-unit-cube units, sum_k w_k t_k (not divided by acc); `surface_distance` turns it into the expected
-distance of the surface the ray stops at.
+A view is rendered by one kernel that makes each pixel's ray itself (no per-ray arrays), orbits and camera
+lists are generators, and the writers (`AnimationWriter`, `DepthWriter`) take one frame at a time, so memory
+stays flat however many frames a render has. Depth: the renderer's ``depth`` is the opacity-weighted distance
+along each ray in unit-cube units, sum_k w_k t_k (not divided by acc); `surface_distance` turns it into the
+expected distance of the surface the ray stops at.
 """
 
 from __future__ import annotations

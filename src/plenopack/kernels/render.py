@@ -77,10 +77,9 @@ def _march_ray(links, density, sh, basis_count, ox, oy, oz, dx, dy, dz, dt, stop
     not yet composited on a background. basis (16,), corner_sigma (8,), corner_rgb (8, 3): the caller's scratch.
 
     The SH basis is fixed along a ray, so a trilinear cell's colour is that of its 8 corners, 0.5 + SH . Y,
-    interpolated; consecutive samples in one cell (about every other sample at half
-    a voxel per step) reuse the corners' densities and colours instead of reading 8 rows again (empty corners: density 0,
-    colour 0.5, the raw colour of a zero SH row). Colours are
-    made only once a sample in the cell has density."""
+    interpolated; consecutive samples in one cell (about every other sample at half a voxel per step) reuse the
+    corners' densities and colours instead of reading 8 rows again (empty corners: density 0, colour 0.5, the
+    raw colour of a zero SH row). Colours are made only once a sample in the cell has density."""
     reso = links.shape[0]
     eval_sh_basis(basis_count, dx, dy, dz, basis)
     t_in, t_out = ray_cube_interval(ox, oy, oz, dx, dy, dz, near)

@@ -85,12 +85,9 @@ def grid_coord(p, reso):
 
 
 @njit(inline="always", fastmath=True, cache=True)
-def cell_corners(links, gx, gy, gz, rows, weights):
-    """The 8 voxels around grid point g: fills rows[8] (row or -1) and trilinear weights[8].
-
-    Corner c = 4*a + 2*b + e holds voxel (i0 + a, j0 + b, k0 + e). Returns (i0, j0, k0).
-    """
-    reso = links.shape[0]
+def trilinear_cell(reso, gx, gy, gz, weights):
+    """The trilinear cell of grid point g in a grid of side ``reso``: fills weights[8] and returns its lowest
+    corner (i0, j0, k0); corner c = 4*a + 2*b + e is voxel (i0 + a, j0 + b, k0 + e)."""
     i0 = min(int(gx), reso - 2)
     j0 = min(int(gy), reso - 2)
     k0 = min(int(gz), reso - 2)
@@ -103,9 +100,17 @@ def cell_corners(links, gx, gy, gz, rows, weights):
             wy = fy if b == 1 else 1.0 - fy
             for e in range(2):
                 wz = fz if e == 1 else 1.0 - fz
-                c = 4 * a + 2 * b + e
-                rows[c] = links[i0 + a, j0 + b, k0 + e]
-                weights[c] = wx * wy * wz
+                weights[4 * a + 2 * b + e] = wx * wy * wz
+    return i0, j0, k0
+
+
+@njit(inline="always", fastmath=True, cache=True)
+def cell_corners(links, gx, gy, gz, rows, weights):
+    """The 8 voxels around grid point g: fills rows[8] (row or -1) and trilinear weights[8] (corner c as in
+    `trilinear_cell`). Returns (i0, j0, k0)."""
+    i0, j0, k0 = trilinear_cell(links.shape[0], gx, gy, gz, weights)
+    for c in range(8):
+        rows[c] = links[i0 + (c >> 2), j0 + ((c >> 1) & 1), k0 + (c & 1)]
     return i0, j0, k0
 
 

@@ -26,7 +26,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from plenopack.kernels.device import cell_corners, eval_sh_basis, next_sample, ray_cube_interval
+from plenopack.kernels.device import cell_corners, eval_sh_basis, next_sample, ray_cube_interval, trilinear_cell
 from plenopack.kernels.scatter import GradWorkspace, scatter_records
 
 _EMPTY_OCCUPANCY = np.zeros((1, 1, 1), dtype=np.uint8)  # unused when use_occupancy is False
@@ -72,9 +72,10 @@ FORWARD_RAYS_PER_TASK = 256  # rays per parallel task of the forward kernel: scr
 
 @njit(inline="always", fastmath=True, cache=True)
 def _march_ray(links, density, sh, basis_count, ox, oy, oz, dx, dy, dz, dt, stop_thresh, near, occupancy,
-               block_shift, use_occupancy, basis, corner_sigma, corner_rgb):
+               block_shift, use_occupancy, basis, weights, corner_rows, corner_sigma, corner_rgb):
     """Forward march of one ray (see the module docstring): (r, g, b, depth, final transmittance), the colour
-    not yet composited on a background. basis (16,), corner_sigma (8,), corner_rgb (8, 3): the caller's scratch.
+    not yet composited on a background. basis (16,), weights (8,), corner_rows (8,), corner_sigma (8,),
+    corner_rgb (8, 3): the caller's scratch.
 
     The SH basis is fixed along a ray, so a trilinear cell's colour is that of its 8 corners, 0.5 + SH . Y,
     interpolated; consecutive samples in one cell (about every other sample at half a voxel per step) reuse the
@@ -99,30 +100,22 @@ def _march_ray(links, density, sh, basis_count, ox, oy, oz, dx, dy, dz, dt, stop
                                         t_out)
             if t >= t_out:
                 break
-            i0 = min(int(gx), reso - 2)
-            j0 = min(int(gy), reso - 2)
-            k0 = min(int(gz), reso - 2)
+            i0, j0, k0 = trilinear_cell(reso, gx, gy, gz, weights)
             if i0 != cell_i or j0 != cell_j or k0 != cell_k:
-                cell_i = i0
-                cell_j = j0
-                cell_k = k0
+                cell_i, cell_j, cell_k = i0, j0, k0
                 coloured = False
                 for c in range(8):
                     row = links[i0 + (c >> 2), j0 + ((c >> 1) & 1), k0 + (c & 1)]
+                    corner_rows[c] = row
                     corner_sigma[c] = density[row] if row >= 0 else 0.0
-            fx = gx - i0
-            fy = gy - j0
-            fz = gz - k0
             sigma = 0.0
             for c in range(8):
-                wc = ((fx if c >= 4 else 1.0 - fx) * (fy if (c >> 1) & 1 else 1.0 - fy)
-                      * (fz if c & 1 else 1.0 - fz))
-                sigma += wc * corner_sigma[c]
+                sigma += weights[c] * corner_sigma[c]
             if sigma > 0.0:
                 if not coloured:
                     coloured = True
                     for c in range(8):
-                        row = links[i0 + (c >> 2), j0 + ((c >> 1) & 1), k0 + (c & 1)]
+                        row = corner_rows[c]
                         for ch in range(3):
                             value = 0.5
                             if row >= 0:
@@ -134,8 +127,7 @@ def _march_ray(links, density, sh, basis_count, ox, oy, oz, dx, dy, dz, dt, stop
                 rg = 0.0
                 rb = 0.0
                 for c in range(8):
-                    wc = ((fx if c >= 4 else 1.0 - fx) * (fy if (c >> 1) & 1 else 1.0 - fy)
-                          * (fz if c & 1 else 1.0 - fz))
+                    wc = weights[c]
                     rr += wc * corner_rgb[c, 0]
                     rg += wc * corner_rgb[c, 1]
                     rb += wc * corner_rgb[c, 2]
@@ -160,13 +152,15 @@ def _forward_kernel(links, density, sh, basis_count, origins, dirs, background, 
     tasks = (n + FORWARD_RAYS_PER_TASK - 1) // FORWARD_RAYS_PER_TASK
     for task in prange(tasks):
         basis = np.empty(16, dtype=np.float32)
+        weights = np.empty(8, dtype=np.float32)
+        corner_rows = np.empty(8, dtype=np.int32)
         corner_sigma = np.empty(8, dtype=np.float32)
         corner_rgb = np.empty((8, 3), dtype=np.float32)
         for r in range(task * FORWARD_RAYS_PER_TASK, min(n, (task + 1) * FORWARD_RAYS_PER_TASK)):
             cr, cg, cb, depth, trans = _march_ray(links, density, sh, basis_count, origins[r, 0], origins[r, 1],
                                                   origins[r, 2], dirs[r, 0], dirs[r, 1], dirs[r, 2], dt, stop_thresh,
-                                                  near, occupancy, block_shift, use_occupancy, basis, corner_sigma,
-                                                  corner_rgb)
+                                                  near, occupancy, block_shift, use_occupancy, basis, weights,
+                                                  corner_rows, corner_sigma, corner_rgb)
             bi = r * bg_stride
             out_rgb[r, 0] = cr + trans * background[bi, 0]
             out_rgb[r, 1] = cg + trans * background[bi, 1]
@@ -190,6 +184,8 @@ def _pinhole_kernel(links, density, sh, basis_count, c2w, fx, fy, cx, cy, tile, 
     oz = np.float32(c2w[2, 3])
     for task in prange(tasks):
         basis = np.empty(16, dtype=np.float32)
+        weights = np.empty(8, dtype=np.float32)
+        corner_rows = np.empty(8, dtype=np.int32)
         corner_sigma = np.empty(8, dtype=np.float32)
         corner_rgb = np.empty((8, 3), dtype=np.float32)
         v0 = (task // tiles_x) * tile
@@ -205,7 +201,8 @@ def _pinhole_kernel(links, density, sh, basis_count, c2w, fx, fy, cx, cy, tile, 
                 cr, cg, cb, depth, trans = _march_ray(links, density, sh, basis_count, ox, oy, oz,
                                                       np.float32(wx / norm), np.float32(wy / norm),
                                                       np.float32(wz / norm), dt, stop_thresh, near, occupancy,
-                                                      block_shift, use_occupancy, basis, corner_sigma, corner_rgb)
+                                                      block_shift, use_occupancy, basis, weights, corner_rows,
+                                                      corner_sigma, corner_rgb)
                 out_rgb[v, u, 0] = cr
                 out_rgb[v, u, 1] = cg
                 out_rgb[v, u, 2] = cb

@@ -268,6 +268,29 @@ def test_gradients_are_bit_identical_across_thread_counts():
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_ray_makes_one_gradient_record_per_row_it_crosses():
+    """A ray along x through a solid block crosses cells that share faces: the records are the rows it
+    touches (4 per plane of voxels it passes), not 8 per sample, and the gradient is the reference's."""
+    reso = 8
+    coords = np.argwhere(np.ones((reso,) * 3, bool))
+    rng = np.random.default_rng(3)
+    g = Grid.from_coords(reso, coords, np.full(len(coords), 0.5, np.float32),
+                         (rng.normal(size=(len(coords), 12)) * 0.2).astype(np.float32), 1)
+    o = np.array([[-1.5, 0.1, -0.05]], np.float32)  # grid coords y 3.9, z 3.3: one row of cells along x
+    d = np.array([[1.0, 0.0, 0.0]], np.float32)
+    target = np.zeros((1, 3), np.float32)
+    ws = K.GradWorkspace(g.num_voxels, g.sh.shape[1])
+    gd, gs = np.zeros_like(g.density), np.zeros_like(g.sh)
+    K.render_rays_grad(g.links, g.density, g.sh, 1, o, d, target, np.ones(3, np.float32), gd, gs, workspace=ws)
+    touched = int(((gd != 0) | (gs != 0).any(axis=1)).sum())
+    assert touched == 4 * reso
+    assert ws.records == touched
+    _, gd_ref, gs_ref = ref.render_rays_grad(g.links, g.density.astype(np.float64), g.sh.astype(np.float64), 1, o,
+                                             d, target, np.ones(3, np.float32))
+    np.testing.assert_allclose(gd, gd_ref, atol=1e-5 * np.abs(gd_ref).max())
+    np.testing.assert_allclose(gs, gs_ref, atol=1e-5 * np.abs(gs_ref).max())
+
+
 def test_gradient_workspace_memory_is_bounded():
     """No per-thread copies of the gradients: a 512^3-sized grid (10M rows) and 16 threads' worth of chunks
     cost the row flags plus records proportional to the batch, not (threads - 1) x N x C floats."""

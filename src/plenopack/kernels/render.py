@@ -10,12 +10,13 @@ Ray marching (identical in every kernel, so forward and backward see the same sa
 Empty occupancy cells (see occupancy.py) are skipped on the same sample lattice, so results do not depend
 on whether an occupancy field is given.
 
-Gradients (backward) follow svox2: the forward march records each sample with sigma > 0 (corner rows,
-trilinear weights, raw colour, alpha), and a second pass over those records with the running remainder
-``rest = rgb - sum_{j<=k} w_j c_j`` gives d rgb / d sigma_k = dt * (T_{k+1} c_k - rest); the records then
-hold each sample's d loss / d sigma and d loss / d raw colour. They are added into the gradient arrays by
-`plenopack.kernels.scatter` (a sort by row, race-free and bit-identical for any thread count). On a GPU the
-scatter becomes atomic adds and the records per-thread local memory (or a second march, as svox2 does).
+Gradients (backward) follow svox2: the forward march keeps each sample with sigma > 0 (raw colour, alpha,
+trilinear weights), and a second pass over them with the running remainder ``rest = rgb - sum_{j<=k} w_j c_j``
+gives d rgb / d sigma_k = dt * (T_{k+1} c_k - rest); each sample's d loss / d sigma and d loss / d raw colour,
+times its trilinear weights, are summed into one record per (ray, voxel row), and the records are added into
+the gradient arrays by `plenopack.kernels.scatter` (a sort by row, race-free and bit-identical for any thread
+count). On a GPU the scatter becomes atomic adds and the samples per-thread local memory (or a second march,
+as svox2 does).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from plenopack.kernels.device import cell_corners, eval_sh_basis, next_sample, ray_cube_interval, trilinear_cell
+from plenopack.kernels.device import eval_sh_basis, next_sample, ray_cube_interval, trilinear_cell
 from plenopack.kernels.scatter import GradWorkspace, scatter_records
 
 _EMPTY_OCCUPANCY = np.zeros((1, 1, 1), dtype=np.uint8)  # unused when use_occupancy is False
@@ -35,35 +36,37 @@ _NO_FLAGS = np.zeros(0, dtype=np.uint8)
 
 
 @njit(inline="always", fastmath=True, cache=True)
-def _sample(links, density, sh, basis_count, basis, gx, gy, gz, rows, weights, coeffs, raw_rgb):
-    """Trilinear density (before ReLU) at g, and raw colour 0.5 + SH . Y per channel into raw_rgb[3].
-
-    The SH coefficients are interpolated first (coeffs: scratch of one SH row), a contiguous loop over a
-    row that vectorises, then dotted with the basis.
-    """
-    cell_corners(links, gx, gy, gz, rows, weights)
-    sigma = 0.0
+def _load_cell(links, density, i0, j0, k0, corner_rows, corner_sigma):
+    """The rows (or -1) and densities (0 where empty) of the 8 corners of the trilinear cell at (i0, j0, k0)
+    (corner order of `trilinear_cell`) into corner_rows[8] and corner_sigma[8]."""
     for c in range(8):
-        if rows[c] >= 0:
-            sigma += weights[c] * density[rows[c]]
-    if sigma <= 0.0:
-        return sigma
+        row = links[i0 + (c >> 2), j0 + ((c >> 1) & 1), k0 + (c & 1)]
+        corner_rows[c] = row
+        corner_sigma[c] = density[row] if row >= 0 else 0.0
+
+
+@njit(inline="always", fastmath=True, cache=True)
+def _sample_colour(sh, basis_count, basis, corner_rows, weights, coeffs):
+    """Raw colour 0.5 + Y(d) . (trilinear SH) of a sample in a cell with these corners and weights, as (r, g,
+    b). The SH row is interpolated first (coeffs: scratch of one SH row), a contiguous loop over a row that
+    vectorises, then dotted with the basis: cheaper than a dot per corner."""
     ncols = 3 * basis_count
     for j in range(ncols):
         coeffs[j] = 0.0
     for c in range(8):
-        r = rows[c]
-        if r >= 0:
+        row = corner_rows[c]
+        if row >= 0:
             wc = weights[c]
             for j in range(ncols):
-                coeffs[j] += wc * sh[r, j]
-    for ch in range(3):
-        acc = 0.0
-        base = ch * basis_count
-        for b in range(basis_count):
-            acc += basis[b] * coeffs[base + b]
-        raw_rgb[ch] = 0.5 + acc
-    return sigma
+                coeffs[j] += wc * sh[row, j]
+    r = 0.5
+    g = 0.5
+    b = 0.5
+    for q in range(basis_count):
+        r += basis[q] * coeffs[q]
+        g += basis[q] * coeffs[basis_count + q]
+        b += basis[q] * coeffs[2 * basis_count + q]
+    return r, g, b
 
 
 FORWARD_RAYS_PER_TASK = 256  # rays per parallel task of the forward kernel: scratch is allocated once per task,
@@ -72,15 +75,14 @@ FORWARD_RAYS_PER_TASK = 256  # rays per parallel task of the forward kernel: scr
 
 @njit(inline="always", fastmath=True, cache=True)
 def _march_ray(links, density, sh, basis_count, ox, oy, oz, dx, dy, dz, dt, stop_thresh, near, occupancy,
-               block_shift, use_occupancy, basis, weights, corner_rows, corner_sigma, corner_rgb):
+               block_shift, use_occupancy, basis, weights, corner_rows, corner_sigma, coeffs):
     """Forward march of one ray (see the module docstring): (r, g, b, depth, final transmittance), the colour
-    not yet composited on a background. basis (16,), weights (8,), corner_rows (8,), corner_sigma (8,),
-    corner_rgb (8, 3): the caller's scratch.
+    not yet composited on a background. basis (16,), weights (8,), corner_rows (8,), corner_sigma (8,), coeffs
+    (one SH row): the caller's scratch.
 
-    The SH basis is fixed along a ray, so a trilinear cell's colour is that of its 8 corners, 0.5 + SH . Y,
-    interpolated; consecutive samples in one cell (about every other sample at half a voxel per step) reuse the
-    corners' densities and colours instead of reading 8 rows again (empty corners: density 0, colour 0.5, the
-    raw colour of a zero SH row). Colours are made only once a sample in the cell has density."""
+    Consecutive samples in one trilinear cell (1.6 samples per cell on lego at half a voxel per step) reuse the
+    cell's corner rows and densities (empty corners: density 0) instead of reading the links and 8 rows again;
+    colours (`_sample_colour`) are made only for samples with density."""
     reso = links.shape[0]
     eval_sh_basis(basis_count, dx, dy, dz, basis)
     t_in, t_out = ray_cube_interval(ox, oy, oz, dx, dy, dz, near)
@@ -92,7 +94,6 @@ def _march_ray(links, density, sh, basis_count, ox, oy, oz, dx, dy, dz, dt, stop
     cell_i = -1
     cell_j = -1
     cell_k = -1
-    coloured = False
     if t_in < t_out:
         t = t_in + 0.5 * dt
         while True:
@@ -103,34 +104,12 @@ def _march_ray(links, density, sh, basis_count, ox, oy, oz, dx, dy, dz, dt, stop
             i0, j0, k0 = trilinear_cell(reso, gx, gy, gz, weights)
             if i0 != cell_i or j0 != cell_j or k0 != cell_k:
                 cell_i, cell_j, cell_k = i0, j0, k0
-                coloured = False
-                for c in range(8):
-                    row = links[i0 + (c >> 2), j0 + ((c >> 1) & 1), k0 + (c & 1)]
-                    corner_rows[c] = row
-                    corner_sigma[c] = density[row] if row >= 0 else 0.0
+                _load_cell(links, density, i0, j0, k0, corner_rows, corner_sigma)
             sigma = 0.0
             for c in range(8):
                 sigma += weights[c] * corner_sigma[c]
             if sigma > 0.0:
-                if not coloured:
-                    coloured = True
-                    for c in range(8):
-                        row = corner_rows[c]
-                        for ch in range(3):
-                            value = 0.5
-                            if row >= 0:
-                                base = ch * basis_count
-                                for q in range(basis_count):
-                                    value += basis[q] * sh[row, base + q]
-                            corner_rgb[c, ch] = value
-                rr = 0.0
-                rg = 0.0
-                rb = 0.0
-                for c in range(8):
-                    wc = weights[c]
-                    rr += wc * corner_rgb[c, 0]
-                    rg += wc * corner_rgb[c, 1]
-                    rb += wc * corner_rgb[c, 2]
+                rr, rg, rb = _sample_colour(sh, basis_count, basis, corner_rows, weights, coeffs)
                 alpha = 1.0 - math.exp(-sigma * dt)
                 w = trans * alpha
                 cr += w * min(max(rr, 0.0), 1.0)
@@ -155,12 +134,12 @@ def _forward_kernel(links, density, sh, basis_count, origins, dirs, background, 
         weights = np.empty(8, dtype=np.float32)
         corner_rows = np.empty(8, dtype=np.int32)
         corner_sigma = np.empty(8, dtype=np.float32)
-        corner_rgb = np.empty((8, 3), dtype=np.float32)
+        coeffs = np.empty(sh.shape[1], dtype=np.float32)
         for r in range(task * FORWARD_RAYS_PER_TASK, min(n, (task + 1) * FORWARD_RAYS_PER_TASK)):
             cr, cg, cb, depth, trans = _march_ray(links, density, sh, basis_count, origins[r, 0], origins[r, 1],
                                                   origins[r, 2], dirs[r, 0], dirs[r, 1], dirs[r, 2], dt, stop_thresh,
                                                   near, occupancy, block_shift, use_occupancy, basis, weights,
-                                                  corner_rows, corner_sigma, corner_rgb)
+                                                  corner_rows, corner_sigma, coeffs)
             bi = r * bg_stride
             out_rgb[r, 0] = cr + trans * background[bi, 0]
             out_rgb[r, 1] = cg + trans * background[bi, 1]
@@ -187,7 +166,7 @@ def _pinhole_kernel(links, density, sh, basis_count, c2w, fx, fy, cx, cy, tile, 
         weights = np.empty(8, dtype=np.float32)
         corner_rows = np.empty(8, dtype=np.int32)
         corner_sigma = np.empty(8, dtype=np.float32)
-        corner_rgb = np.empty((8, 3), dtype=np.float32)
+        coeffs = np.empty(sh.shape[1], dtype=np.float32)
         v0 = (task // tiles_x) * tile
         u0 = (task % tiles_x) * tile
         for v in range(v0, min(height, v0 + tile)):
@@ -202,7 +181,7 @@ def _pinhole_kernel(links, density, sh, basis_count, c2w, fx, fy, cx, cy, tile, 
                                                       np.float32(wx / norm), np.float32(wy / norm),
                                                       np.float32(wz / norm), dt, stop_thresh, near, occupancy,
                                                       block_shift, use_occupancy, basis, weights, corner_rows,
-                                                      corner_sigma, corner_rgb)
+                                                      corner_sigma, coeffs)
                 out_rgb[v, u, 0] = cr
                 out_rgb[v, u, 1] = cg
                 out_rgb[v, u, 2] = cb
@@ -213,31 +192,44 @@ def _pinhole_kernel(links, density, sh, basis_count, c2w, fx, fy, cx, cy, tile, 
 @njit(parallel=True, fastmath=True, cache=True)
 def _march_records(links, density, sh, basis_count, origins, dirs, background, bg_stride, step_size, stop_thresh,
                    near, occupancy, block_shift, use_occupancy, vjp, target, beta_weight, min_acc, min_acc_weight,
-                   grad_rgb, grad_acc, rec_rows, rec_weights, rec_vals, rec_ray, basis_of_ray, chunk_base,
-                   chunk_count, counts, shift, out_rgb, out_acc, out_sqerr):
+                   grad_rgb, grad_acc, max_samples, rec_row, rec_vals, rec_ray, basis_of_ray, chunk_base, chunk_count,
+                   counts, shift, out_rgb, out_acc, out_sqerr):
     """Forward + backward of every ray, chunk by chunk (one chunk of consecutive rays per parallel iteration),
-    into sample records (see `plenopack.kernels.scatter`); chunk_count[k] = -1 when chunk k ran out of room.
-    Returns (chunks that ran out of room, sum of the squared errors in ray order).
+    into (ray, row) gradient records (see `plenopack.kernels.scatter`); chunk_count[k] = -1 when chunk k ran
+    out of room. Returns (chunks that ran out of room, sum of the squared errors in ray order).
 
-    The loss gradient per ray is that of `render_rays_grad` (MSE, beta, opacity floor: vjp False) or given
-    (grad_rgb (B, 3) and grad_acc (B,): vjp True).
+    The forward march is `_march_ray`'s (cell corners and colours shared by a cell's samples); it keeps each
+    sample with sigma > 0 (raw colour, alpha, trilinear weights, and the record of each corner) in per-chunk
+    scratch of ``max_samples`` samples. A cell that is a face neighbour of the ray's previous recorded cell
+    takes the records of the 4 corners they share; its other corners get new records. The backward pass then adds
+    each sample's weighted gradient into its corners' records. The loss gradient per ray is that of
+    `render_rays_grad` (MSE, beta, opacity floor: vjp False) or given (grad_rgb (B, 3) and grad_acc (B,): vjp
+    True).
     """
     reso = links.shape[0]
-    ncols = sh.shape[1]
     nrays = origins.shape[0]
     nchunks = chunk_base.shape[0]
-    room = rec_rows.shape[0] // nchunks
+    room = rec_row.shape[0] // nchunks
     dt = step_size * 2.0 / reso
     grad_scale = 2.0 / (3.0 * nrays)  # d mean((rgb - target)^2) / d rgb
     beta_scale = beta_weight / nrays
     min_acc_scale = min_acc_weight / nrays
     use_min_acc = min_acc.shape[0] == nrays
     for k in prange(nchunks):
-        coeffs = np.empty(ncols, dtype=np.float32)  # interpolated SH of a sample
+        sample_raw = np.empty((max_samples, 4), dtype=np.float32)  # raw r, g, b and alpha of the ray's samples
+        sample_weights = np.empty((max_samples, 8), dtype=np.float32)
+        sample_records = np.empty((max_samples, 8), dtype=np.int32)  # each corner's record in the ray (0: empty)
+        ray_grads = np.empty((8 * max_samples + 1, 4), dtype=np.float32)  # the ray's records' sums; row 0: a sink
+        weights = np.empty(8, dtype=np.float32)
+        corner_rows = np.empty(8, dtype=np.int32)
+        corner_sigma = np.empty(8, dtype=np.float32)
+        coeffs = np.empty(sh.shape[1], dtype=np.float32)
+        cell_records = np.empty(8, dtype=np.int32)  # records of the corners of the last recorded cell
+        new_records = np.empty(8, dtype=np.int32)
         for b in range(counts.shape[1]):
             counts[k, b] = 0
-        s = chunk_base[k]
-        end = s + room
+        m = chunk_base[k]
+        end = m + room
         full = False
         for r in range(nrays * k // nchunks, nrays * (k + 1) // nchunks):
             basis = basis_of_ray[r]
@@ -246,33 +238,78 @@ def _march_records(links, density, sh, basis_count, origins, dirs, background, b
             eval_sh_basis(basis_count, dx, dy, dz, basis)
             t_in, t_out = ray_cube_interval(ox, oy, oz, dx, dy, dz, near)
             bi = r * bg_stride
-            # ---- forward march, recording each sample with sigma > 0 (corners, weights, raw colour, alpha)
-            first = s
+            # ---- forward march, keeping each sample with sigma > 0 and giving its corners records
+            first = m
+            nsamples = 0
             cr = 0.0
             cg = 0.0
             cb = 0.0
             trans = 1.0
+            cell_i = -1
+            cell_j = -1
+            cell_k = -1
+            recorded = False
+            last_i = -2  # the ray's last recorded cell (none yet)
+            last_j = -2
+            last_k = -2
             if t_in < t_out:
                 t = t_in + 0.5 * dt
-                while True:
+                while nsamples < max_samples:
                     t, gx, gy, gz = next_sample(occupancy, block_shift, use_occupancy, reso, ox, oy, oz, dx, dy, dz, t,
                                                 dt, t_out)
                     if t >= t_out:
                         break
-                    if s == end:
-                        full = True
-                        break
-                    raw = rec_vals[s]
-                    sigma = _sample(links, density, sh, basis_count, basis, gx, gy, gz, rec_rows[s], rec_weights[s],
-                                    coeffs, raw)
+                    i0, j0, k0 = trilinear_cell(reso, gx, gy, gz, weights)
+                    if i0 != cell_i or j0 != cell_j or k0 != cell_k:
+                        cell_i, cell_j, cell_k = i0, j0, k0
+                        recorded = False
+                        _load_cell(links, density, i0, j0, k0, corner_rows, corner_sigma)
+                    sigma = 0.0
+                    for c in range(8):
+                        sigma += weights[c] * corner_sigma[c]
                     if sigma > 0.0:
+                        if not recorded:
+                            if end - m < 8:
+                                full = True
+                                break
+                            recorded = True
+                            # a face neighbour of the previous recorded cell shares 4 corners (and their records)
+                            step = abs(i0 - last_i) + abs(j0 - last_j) + abs(k0 - last_k)
+                            shared_bit = 0
+                            ahead = False
+                            if step == 1:
+                                shared_bit = 4 if i0 != last_i else (2 if j0 != last_j else 1)
+                                ahead = i0 + j0 + k0 > last_i + last_j + last_k
+                            last_i, last_j, last_k = i0, j0, k0
+                            for c in range(8):
+                                record = 0
+                                if shared_bit != 0 and ((c & shared_bit) == 0) == ahead:
+                                    record = cell_records[c ^ shared_bit]
+                                row = corner_rows[c]
+                                if record == 0 and row >= 0:
+                                    rec_row[m] = row
+                                    m += 1
+                                    record = m - first
+                                    for v in range(4):
+                                        ray_grads[record, v] = 0.0
+                                new_records[c] = record
+                            for c in range(8):
+                                cell_records[c] = new_records[c]
+                        rr, rg, rb = _sample_colour(sh, basis_count, basis, corner_rows, weights, coeffs)
+                        for c in range(8):
+                            sample_weights[nsamples, c] = weights[c]
+                            sample_records[nsamples, c] = cell_records[c]
                         alpha = 1.0 - math.exp(-sigma * dt)
+                        raw = sample_raw[nsamples]
+                        raw[0] = rr
+                        raw[1] = rg
+                        raw[2] = rb
                         raw[3] = alpha
-                        s += 1
+                        nsamples += 1
                         w = trans * alpha
-                        cr += w * min(max(raw[0], 0.0), 1.0)
-                        cg += w * min(max(raw[1], 0.0), 1.0)
-                        cb += w * min(max(raw[2], 0.0), 1.0)
+                        cr += w * min(max(rr, 0.0), 1.0)
+                        cg += w * min(max(rg, 0.0), 1.0)
+                        cb += w * min(max(rb, 0.0), 1.0)
                         trans *= 1.0 - alpha
                         if trans < stop_thresh:
                             break
@@ -309,14 +346,14 @@ def _march_records(links, density, sh, basis_count, origins, dirs, background, b
                     dacc += beta_scale * (1.0 / a - 1.0 / (1.0 - a))
                 if use_min_acc and min_acc[r] > acc:
                     dacc -= 2.0 * min_acc_scale * (min_acc[r] - acc)
-            dbeta = dacc * t_final * dt  # d acc / d sigma_k = T_final dt for every recorded sample
-            # ---- backward pass over the recorded samples: each record becomes (d sigma, d raw rgb)
+            dbeta = dacc * t_final * dt  # d acc / d sigma_k = T_final dt for every kept sample
+            # ---- backward pass over the kept samples: (d sigma, d raw rgb) of each, added into its records
             rest_r = cr
             rest_g = cg
             rest_b = cb
             trans = 1.0
-            for q in range(first, s):
-                raw = rec_vals[q]
+            for q in range(nsamples):
+                raw = sample_raw[q]
                 alpha = raw[3]
                 w = trans * alpha
                 kr = min(max(raw[0], 0.0), 1.0)
@@ -332,17 +369,20 @@ def _march_records(links, density, sh, basis_count, origins, dirs, background, b
                 dcr = gr * w if 0.0 < raw[0] < 1.0 else 0.0
                 dcg = gg * w if 0.0 < raw[1] < 1.0 else 0.0
                 dcb = gb * w if 0.0 < raw[2] < 1.0 else 0.0
-                raw[0] = dsigma
-                raw[1] = dcr
-                raw[2] = dcg
-                raw[3] = dcb
-                rec_ray[q] = r
-                for c in range(8):
-                    row = rec_rows[q, c]
-                    if row >= 0:
-                        counts[k, row >> shift] += 1
+                for c in range(8):  # empty corners add into the sink, row 0
+                    record = sample_records[q, c]
+                    wc = sample_weights[q, c]
+                    ray_grads[record, 0] += wc * dsigma
+                    ray_grads[record, 1] += wc * dcr
+                    ray_grads[record, 2] += wc * dcg
+                    ray_grads[record, 3] += wc * dcb
                 trans = t_next
-        chunk_count[k] = -1 if full else s - chunk_base[k]
+            for q in range(first, m):
+                for v in range(4):
+                    rec_vals[q, v] = ray_grads[q - first + 1, v]
+                rec_ray[q] = r
+                counts[k, rec_row[q] >> shift] += 1
+        chunk_count[k] = -1 if full else m - chunk_base[k]
     full_chunks = 0
     for k in range(nchunks):
         if chunk_count[k] < 0:
@@ -438,19 +478,20 @@ def march_and_scatter(links, density, sh, sh_degree, origins, dirs, bg, stride, 
             _NO_MIN_ACC if min_acc is None else np.ascontiguousarray(min_acc, np.float32),
             np.float32(min_acc_weight), no_rays if grad_rgb is None else grad_rgb,
             _NO_MIN_ACC if grad_acc is None else grad_acc)
+    max_samples = max_samples_per_ray(links.shape[0], step_size)
     while True:
-        chunks, shift, base, count, counts = ws.layout(n, max_samples_per_ray(links.shape[0], step_size))
+        chunks, shift, base, count, counts = ws.layout(n, 8 * max_samples)
         with numba.parallel_chunksize(1):  # one chunk per task: a load-balancing layer (tbb) deals them out
-            full, sqerr_sum = _march_records(links, density, sh, (sh_degree + 1) ** 2, *args, ws.rec_rows,
-                                             ws.rec_weights, ws.rec_vals, ws.rec_ray, ws.basis, base, count, counts,
-                                             shift, rgb, acc, sqerr)
+            full, sqerr_sum = _march_records(links, density, sh, (sh_degree + 1) ** 2, *args, max_samples, ws.rec_row,
+                                             ws.rec_vals, ws.rec_ray, ws.basis, base, count, counts, shift, rgb, acc,
+                                             sqerr)
         if full == 0:
             break
         ws.grow()
+    ws.records = int(count.sum())
     with numba.parallel_chunksize(1):
-        scatter_records(ws.rec_rows, ws.rec_weights, ws.rec_vals, ws.rec_ray, ws.basis, (sh_degree + 1) ** 2, base,
-                        count, counts, shift, ws.entries, grad_density, grad_sh,
-                        _NO_FLAGS if row_flags is None else row_flags)
+        scatter_records(ws.rec_row, ws.rec_vals, ws.rec_ray, ws.basis, (sh_degree + 1) ** 2, base, count, counts,
+                        shift, ws.entries, grad_density, grad_sh, _NO_FLAGS if row_flags is None else row_flags)
     return rgb, acc, sqerr_sum
 
 

@@ -1,7 +1,8 @@
 """Kernel throughput: fused numba forward+backward vs the vectorised NumPy reference of the same maths.
 
 Prints one JSON object. Grid: 128^3 with a realistic sparse shell (about 10% of voxels occupied), rays from
-cameras around it, 5000 rays per batch (as a training step). Also times one 400x400 view.
+cameras around it, 5000 rays per batch (as a training step). Also times one 400x400 view, and counts the
+gradient records the scatter adds per ray against the (sample, corner) pairs they sum (at most 8 per sample).
 Run: .venv/bin/python bench/bench_kernels.py
 """
 
@@ -83,6 +84,7 @@ def main():
     print(json.dumps({
         "grid_resolution": 128, "voxels": g.num_voxels, "batch_rays": batch, "samples_per_batch": samples,
         "fused_step_ms_median": 1e3 * float(np.median(fused)),
+        "gradient_records_per_ray": ws.records / batch, "sample_corners_per_ray": 8 * samples / batch,
         "fused_samples_per_s": fused_rate, "numpy_samples_per_s": numpy_rate, "speedup": fused_rate / numpy_rate,
         "speedup_target": 20.0, "render_400x400_s_median": float(np.median(view_times)), "render_target_s": 0.5,
     }, indent=1))

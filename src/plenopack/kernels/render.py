@@ -198,13 +198,13 @@ def _march_records(links, density, sh, basis_count, origins, dirs, background, b
     into (ray, row) gradient records (see `plenopack.kernels.scatter`); chunk_count[k] = -1 when chunk k ran
     out of room. Returns (chunks that ran out of room, sum of the squared errors in ray order).
 
-    The forward march is `_march_ray`'s (cell corners and colours shared by a cell's samples); it keeps each
-    sample with sigma > 0 (raw colour, alpha, trilinear weights, and the record of each corner) in per-chunk
-    scratch of ``max_samples`` samples. A cell that is a face neighbour of the ray's previous recorded cell
-    takes the records of the 4 corners they share; its other corners get new records. The backward pass then adds
-    each sample's weighted gradient into its corners' records. The loss gradient per ray is that of
-    `render_rays_grad` (MSE, beta, opacity floor: vjp False) or given (grad_rgb (B, 3) and grad_acc (B,): vjp
-    True).
+    The forward march is `_march_ray`'s (a cell's corner rows and densities shared by its samples); it keeps
+    each sample with sigma > 0 (raw colour, alpha, trilinear weights, and the record of each corner) in
+    per-chunk scratch of ``max_samples`` samples. A cell that is a face neighbour of the ray's previous
+    recorded cell takes the records of the 4 corners they share; its other corners get new records. The
+    backward pass adds each sample's weighted gradient into its ray's records (in scratch, empty corners into a
+    sink row), copied out once the ray is done. The loss gradient per ray is that of `render_rays_grad` (MSE,
+    beta, opacity floor: vjp False) or given (grad_rgb (B, 3) and grad_acc (B,): vjp True).
     """
     reso = links.shape[0]
     nrays = origins.shape[0]

@@ -105,12 +105,19 @@ def trilinear_cell(reso, gx, gy, gz, weights):
 
 
 @njit(inline="always", fastmath=True, cache=True)
+def cell_rows(links, i0, j0, k0, rows):
+    """The rows (or -1) of the 8 corners of the trilinear cell with lowest corner (i0, j0, k0) into rows[8]
+    (corner c as in `trilinear_cell`)."""
+    for c in range(8):
+        rows[c] = links[i0 + (c >> 2), j0 + ((c >> 1) & 1), k0 + (c & 1)]
+
+
+@njit(inline="always", fastmath=True, cache=True)
 def cell_corners(links, gx, gy, gz, rows, weights):
     """The 8 voxels around grid point g: fills rows[8] (row or -1) and trilinear weights[8] (corner c as in
     `trilinear_cell`). Returns (i0, j0, k0)."""
     i0, j0, k0 = trilinear_cell(links.shape[0], gx, gy, gz, weights)
-    for c in range(8):
-        rows[c] = links[i0 + (c >> 2), j0 + ((c >> 1) & 1), k0 + (c & 1)]
+    cell_rows(links, i0, j0, k0, rows)
     return i0, j0, k0
 
 

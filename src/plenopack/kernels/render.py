@@ -27,7 +27,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from plenopack.kernels.device import eval_sh_basis, next_sample, ray_cube_interval, trilinear_cell
+from plenopack.kernels.device import cell_rows, eval_sh_basis, next_sample, ray_cube_interval, trilinear_cell
 from plenopack.kernels.scatter import GradWorkspace, scatter_records
 
 _EMPTY_OCCUPANCY = np.zeros((1, 1, 1), dtype=np.uint8)  # unused when use_occupancy is False
@@ -39,9 +39,9 @@ _NO_FLAGS = np.zeros(0, dtype=np.uint8)
 def _load_cell(links, density, i0, j0, k0, corner_rows, corner_sigma):
     """The rows (or -1) and densities (0 where empty) of the 8 corners of the trilinear cell at (i0, j0, k0)
     (corner order of `trilinear_cell`) into corner_rows[8] and corner_sigma[8]."""
+    cell_rows(links, i0, j0, k0, corner_rows)
     for c in range(8):
-        row = links[i0 + (c >> 2), j0 + ((c >> 1) & 1), k0 + (c & 1)]
-        corner_rows[c] = row
+        row = corner_rows[c]
         corner_sigma[c] = density[row] if row >= 0 else 0.0
 
 

@@ -22,6 +22,21 @@ def test_row_specs_match_the_seed_study():
     assert [r.fit_overrides["reso"][-1] for r in res] == [16, 32, 64, 96]
 
 
+def test_quantization_and_pruning_run_at_the_scaled_study_resolution():
+    """PeRFception's quantization and pruning rows are at 256^3: ours at 256 x scale, the fit of the resolution
+    row that stands for 256 (so they share it), never finer than the preset's own final grid."""
+    rows = {(r.experiment, r.label): r for e in ("resolution", "quantization", "pruning")
+            for r in row_specs(e, [64, 192], 0.5)}
+    stands_for_256 = rows[("resolution", "256 (x0.5 = 128)")].fit_overrides
+    assert stands_for_256 == {"reso": [40, 128]}
+    assert all(r.fit_overrides["reso"] == [40, 128] for (e, _), r in rows.items() if e != "resolution")
+    assert rows[("quantization", "float32")].fit_overrides == stands_for_256
+    assert rows[("pruning", "none")].fit_overrides == {"reso": [40, 128], "prune": "none"}
+    # a preset coarser than 256 x scale keeps its own schedule
+    assert all(not r.fit_overrides for r in row_specs("quantization", [64, 128], 1.0))
+    assert row_specs("pruning", [64, 128], 1.0)[0].fit_overrides == {"prune": "sigma", "prune_threshold": 5.0}
+
+
 @pytest.fixture(scope="module")
 def tiny_sweep(tmp_path_factory, data_dir):
     out = tmp_path_factory.mktemp("sweep")

@@ -3,10 +3,13 @@
 Experiments (rows; every row is evaluated on each scene's held-out views, then averaged over scenes):
 - ``resolution``: final grid 64, 128, 256, 384 (times ``scale``), each a fit with a two-stage schedule
   (half resolution, then final), stored as PeRFception stores its chosen scenes (8-bit ``sh``).
-- ``quantization``: one fitted grid (the preset), stored as float32, then ``sh``, ``sh+d``, ``clip`` at 8/4/2
-  bits, plus our codecs at their best settings (k-means and VQ with zstd).
+- ``quantization``: one fitted grid, stored as float32, then ``sh``, ``sh+d``, ``clip`` at 8/4/2 bits, plus our
+  codecs at their best settings (k-means and VQ with zstd).
 - ``pruning``: progressive scaling ``sigma`` at 5/10/20/100, ``weight`` at 1.28/2.56, and none; stored as
   8-bit ``sh``.
+PeRFception ran its quantization and pruning studies at its chosen resolution, 256^3; ours run at 256 times
+``scale`` (the resolution row that stands for it, so they share its fit), or at the preset's own final
+resolution when that is coarser (`study_schedule`).
 Memory is the stored file's exact size (MB = bytes / 2^20). Fits are cached in ``OUT/cache`` keyed by scene and
 config hash, so rows that share a fit reuse it; every finished row is appended to ``results.json`` at once
 (atomically), so an interrupted sweep resumes where it stopped.
@@ -29,6 +32,7 @@ from plenopack.progress import ProgressCallback, report
 
 EXPERIMENTS = ("resolution", "quantization", "pruning")
 PERFCEPTION_CODEC = CodecConfig("sh", 8)  # how PeRFception stores its chosen scenes
+STUDY_RESOLUTION = 256  # PeRFception's chosen resolution, at which it ran its quantization and pruning studies
 
 # PeRFception's published study (NeurIPS 2022 D&B; 5 CO3D scenes, 256^3 unless the row says otherwise, LPIPS
 # with VGG): (memory MB/scene, PSNR, SSIM, LPIPS) per row of our tables, None where the paper gives no value.
@@ -90,24 +94,39 @@ def scaled_schedule(base_reso: list[int], final: int) -> list[int]:
     return reso
 
 
+def scaled_resolution(reso: int, scale: float) -> int:
+    """A study resolution times ``scale``, rounded to a multiple of 8 (at least 16)."""
+    return max(16, int(round(reso * scale / 8)) * 8)
+
+
+def study_schedule(base_reso: list[int], scale: float) -> dict:
+    """Fit overrides of the quantization and pruning rows: the preset's stages rescaled to end at 256 x
+    ``scale`` (PeRFception's chosen resolution), unless the preset's own final grid is coarser ({} then)."""
+    final = scaled_resolution(STUDY_RESOLUTION, scale)
+    return {"reso": scaled_schedule(base_reso, final)} if final < base_reso[-1] else {}
+
+
 def row_specs(experiment: str, base_reso: list[int], scale: float, finetune: int = 300) -> list[RowSpec]:
     if experiment == "resolution":
         rows = []
         for r in (64, 128, 256, 384):
-            final = max(16, int(round(r * scale / 8)) * 8)
+            final = scaled_resolution(r, scale)
             rows.append(RowSpec("resolution", f"{r}" if scale == 1 else f"{r} (x{scale:g} = {final})",
                                 {"reso": scaled_schedule(base_reso, final)}))
         return rows
+    study = study_schedule(base_reso, scale)
     if experiment == "quantization":
-        rows = [RowSpec("quantization", "float32", codec=CodecConfig())]
+        rows = [RowSpec("quantization", "float32", study, codec=CodecConfig())]
         for method, name in (("sh", "ours(SH)"), ("sh+d", "ours(SH+D)"), ("clip", "clipping")):
-            rows += [RowSpec("quantization", f"{name} {b}-bit", codec=CodecConfig(method, b)) for b in (8, 4, 2)]
-        rows += [RowSpec("quantization", label, codec=codec) for label, codec in our_codecs(finetune)]
+            rows += [RowSpec("quantization", f"{name} {b}-bit", study, CodecConfig(method, b)) for b in (8, 4, 2)]
+        rows += [RowSpec("quantization", label, study, codec) for label, codec in our_codecs(finetune)]
         return rows
     if experiment == "pruning":
-        rows = [RowSpec("pruning", f"sigma {t:g}", {"prune": "sigma", "prune_threshold": float(t)}) for t in (5, 10, 20, 100)]
-        rows += [RowSpec("pruning", f"weight {t:g}", {"prune": "weight", "prune_threshold": t}) for t in (1.28, 2.56)]
-        rows.append(RowSpec("pruning", "none", {"prune": "none"}))
+        rows = [RowSpec("pruning", f"sigma {t:g}", {**study, "prune": "sigma", "prune_threshold": float(t)})
+                for t in (5, 10, 20, 100)]
+        rows += [RowSpec("pruning", f"weight {t:g}", {**study, "prune": "weight", "prune_threshold": t})
+                 for t in (1.28, 2.56)]
+        rows.append(RowSpec("pruning", "none", {**study, "prune": "none"}))
         return rows
     raise PlenopackError(f"unknown experiment {experiment!r} (expected {', '.join(EXPERIMENTS)} or all)")
 

@@ -48,7 +48,7 @@ def sweep_cmd(
     scenes: list[Path] = typer.Argument(..., metavar="SCENE...", help="Capture folders."),
     output: Path = typer.Option(..., "-o", "--output", help="Report folder (report.md, results.json/.parquet, tradeoff.png)."),
     experiment: list[str] = typer.Option(["all"], "--experiment", help="resolution, quantization, pruning or all (repeatable)."),
-    scale: float = typer.Option(1.0, "--scale", help="Scale the resolution study's grids (64..384) for small machines."),
+    scale: float = typer.Option(1.0, "--scale", help="Scale the study's grids for small machines: resolution rows 64..384, quantization and pruning at 256 (never above the preset's own)."),
     preset: str = typer.Option("fast", "--preset", help="Fit preset for every row."),
     overrides: list[str] = typer.Option([], "--set", help="Fit hyperparameter override key=value (repeatable)."),
     lpips_net: str = typer.Option("vgg", "--lpips-net", help="vgg (PeRFception), alex or squeeze."),

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from plenopack.fit import load_preset
 from plenopack.sweep import markdown_table, pareto_front, row_specs, run_sweep, summarise
 
 
@@ -47,7 +48,8 @@ def tiny_sweep(tmp_path_factory, data_dir):
 
 def test_sweep_writes_tables_plot_and_rows(tiny_sweep):
     out, rows, paths = tiny_sweep
-    assert len(rows) == len(row_specs("quantization", [16, 32], 1)) + len(row_specs("pruning", [16, 32], 1))
+    tiny = load_preset("tiny").reso
+    assert len(rows) == len(row_specs("quantization", tiny, 1)) + len(row_specs("pruning", tiny, 1))
     pruning = {r["method"]: r for r in rows if r["experiment"] == "pruning"}
     # after a 60-step tiny fit, sigma 100 leaves a handful of voxels or none (then the row records the error)
     kept = [pruning[f"sigma {t}"].get("voxels", 0) for t in (5, 10, 20, 100)]

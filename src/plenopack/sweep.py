@@ -1,8 +1,8 @@
 """PeRFception's memory-quality trade-off study, on any set of scenes.
 
 Experiments (rows; every row is evaluated on each scene's held-out views, then averaged over scenes):
-- ``resolution``: final grid 64, 128, 256, 384 (times ``scale``), each a fit with a two-stage schedule
-  (half resolution, then final), stored as PeRFception stores its chosen scenes (8-bit ``sh``).
+- ``resolution``: final grid 64, 128, 256, 384 (times ``scale``), each a fit with the preset's stages rescaled
+  to end there (`scaled_schedule`), stored as PeRFception stores its chosen scenes (8-bit ``sh``).
 - ``quantization``: one fitted grid, stored as float32, then ``sh``, ``sh+d``, ``clip`` at 8/4/2 bits, plus our
   codecs at their best settings (k-means and VQ with zstd).
 - ``pruning``: progressive scaling ``sigma`` at 5/10/20/100, ``weight`` at 1.28/2.56, and none; stored as

@@ -102,7 +102,7 @@ def test_views_rendered_tile_by_tile_equal_rays_in_row_order(tiny_fit):
     per-pixel background."""
     from plenopack.cameras import orbit_poses, pixel_rays
     from plenopack.kernels import render_rays
-    from plenopack.render import orbit_intrinsics, render_view
+    from plenopack.render import RENDER_STOP_THRESH, orbit_intrinsics, render_view
 
     g = tiny_fit.grid
     height, width = 37, 50
@@ -111,8 +111,26 @@ def test_views_rendered_tile_by_tile_equal_rays_in_row_order(tiny_fit):
     behind = np.random.default_rng(0).random((height, width, 3)).astype(np.float32)
     rgb, depth, acc = render_view(g, pose, k, height, width, behind)
     o, d = pixel_rays(pose, k, height, width)
-    ref = render_rays(g.links, g.density, g.sh, g.sh_degree, o, d, behind.reshape(-1, 3))
+    ref = render_rays(g.links, g.density, g.sh, g.sh_degree, o, d, behind.reshape(-1, 3),
+                      stop_thresh=RENDER_STOP_THRESH)
     assert (acc > 0.5).mean() > 0.05
     np.testing.assert_allclose(rgb.reshape(-1, 3), np.clip(ref[0], 0, 1), atol=1e-6)
     np.testing.assert_allclose(depth.ravel(), ref[1], atol=1e-6)
     np.testing.assert_allclose(acc.ravel(), ref[2], atol=1e-6)
+
+
+def test_views_stop_marching_where_the_rest_cannot_move_a_pixel_by_more_than_the_threshold(tiny_fit):
+    """Images stop a ray once its transmittance T is below RENDER_STOP_THRESH (faster than the fits' 1e-4):
+    what lies behind can change a pixel by at most T, so every pixel is within the threshold of a full march,
+    and the threshold does cut rays short on this fit."""
+    from plenopack.cameras import orbit_poses
+    from plenopack.render import RENDER_STOP_THRESH, orbit_intrinsics, render_view
+
+    g = tiny_fit.grid
+    pose, k = orbit_poses(3, 3.0, 25.0)[0], orbit_intrinsics(64)
+    rgb, _, acc = render_view(g, pose, k, 64, 64, (0.0, 0.0, 0.0))
+    full, _, full_acc = render_view(g, pose, k, 64, 64, (0.0, 0.0, 0.0), stop_thresh=1e-9)
+    assert 1e-4 < RENDER_STOP_THRESH <= 1e-3
+    assert np.abs(rgb - full).max() <= RENDER_STOP_THRESH
+    assert (full_acc - acc).max() <= RENDER_STOP_THRESH
+    assert ((acc > 1 - RENDER_STOP_THRESH) & (full_acc > acc)).any()  # some rays did stop early

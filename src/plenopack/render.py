@@ -22,6 +22,9 @@ from plenopack.errors import PlenopackError
 from plenopack.grid import Grid
 from plenopack.kernels import Occupancy, build_occupancy, msi_colour, render_pinhole
 
+RENDER_STOP_THRESH = 1e-3  # images stop marching a ray once its transmittance is below this: what is left can change
+# a pixel by at most 1e-3 (a quarter of an 8-bit level); on lego at 800 px 1.2x faster than the fits' 1e-4, and
+# the val PSNR moves by 0.0004 dB. Fits keep their own threshold (`FitConfig.stop_thresh`) for the gradients.
 TILE = 16  # views are rendered in TILE x TILE pixel tiles, one parallel task each: a compact bundle of rays
 # that reads the same voxels, not a third of a row of an 800 px image (measured: 25% faster at 800 x 800)
 
@@ -47,7 +50,7 @@ def background_image(grid: Grid, c2w: np.ndarray, intrinsics, height: int, width
 
 
 def render_view(grid: Grid, c2w: np.ndarray, intrinsics, height: int, width: int, background=(1.0, 1.0, 1.0),
-                step_size: float = 0.5, stop_thresh: float = 1e-4, occupancy: Occupancy | None = None,
+                step_size: float = 0.5, stop_thresh: float = RENDER_STOP_THRESH, occupancy: Occupancy | None = None,
                 near: float = 0.0, use_background_model: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render one pinhole view (OpenCV c2w in the unit-cube frame; intrinsics fx, fy, cx, cy in pixels).
 

@@ -9,7 +9,8 @@ parameter (and to a background colour tensor given by the caller), for any loss:
 upstream gradient per ray. Rays are in the unit-cube frame with unit directions; they are not differentiated.
 
 The colour is not clamped to [0, 1] (as in the fit); `render` clamps it for display. Marching parameters
-(``step_size`` in voxels, ``stop_thresh``, ``near``) are those of `plenopack.render.render_view` by default.
+(``step_size`` in voxels, ``stop_thresh``, ``near``) are those of a fit by default (``stop_thresh`` 1e-4, finer
+than the 1e-3 at which `plenopack.render.render_view` stops rays for images).
 Empty space is skipped with an occupancy field rebuilt whenever ``density`` has changed (an optimiser step),
 so skipping never changes a result. torch is an optional extra (``pip install plenopack[torch]``).
 """

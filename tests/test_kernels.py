@@ -43,6 +43,31 @@ def test_forward_matches_reference(sh_degree):
     assert acc.min() >= 0 and acc.max() <= 1
 
 
+def test_forward_reuses_shared_corner_colours_along_and_against_every_axis():
+    """Rays along +-x, +-y, +-z cross face after face: each cell takes the 4 corner colours it shares with the
+    previous one (in the order a ray going up or down the axis meets them); held against the reference."""
+    g = random_grid(reso=12, fill=0.9, seed=4)
+    g.density[:] = np.abs(g.density) * 0.3  # thin: rays cross the whole grid
+    rng = np.random.default_rng(5)
+    origins, dirs = [], []
+    for axis in range(3):
+        for sign in (1.0, -1.0):
+            o = rng.uniform(-0.8, 0.8, size=(40, 3))
+            o[:, axis] = -1.5 * sign
+            d = np.zeros((40, 3))
+            d[:, axis] = sign
+            d += rng.normal(size=(40, 3)) * np.array([1e-3 if a != axis else 0 for a in range(3)])  # a few skew
+            origins.append(o)
+            dirs.append(d / np.linalg.norm(d, axis=1, keepdims=True))
+    o, d = np.concatenate(origins).astype(np.float32), np.concatenate(dirs).astype(np.float32)
+    bg = np.array([0.2, 0.4, 0.6], np.float32)
+    rgb, _, acc = K.render_rays(g.links, g.density, g.sh, 2, o, d, bg)
+    rgb_r, _, acc_r = ref.render_rays(g.links, g.density.astype(np.float64), g.sh.astype(np.float64), 2, o, d, bg)
+    assert acc.min() > 0.05 and acc.max() < 0.999  # every ray crossed cells with density and reached the far side
+    np.testing.assert_allclose(rgb, rgb_r, atol=2e-4)
+    np.testing.assert_allclose(acc, acc_r, atol=2e-4)
+
+
 def test_occupancy_skipping_gives_same_result():
     rng = np.random.default_rng(3)
     coords = 10 + np.argwhere(rng.random((12,) * 3) < 0.3)  # one blob: lots of empty space to skip

@@ -10,6 +10,7 @@ fg + (1 - acc) * image, and only object pixels (mask > 0.5) are compared. A grid
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -41,25 +42,45 @@ def evaluate(grid: Grid, scene: Scene, split: str = "test", background=None, lpi
     if background is None:
         background = scene.composited_on or (1.0, 1.0, 1.0)
     occ = occupancy_for(grid)
-    per_view = []
-    for done, i in enumerate(ids):
-        report(progress, "evaluate", done, len(ids))
-        h, w = scene.image_size(int(i))
-        foreground, _, acc = render_view(grid, scene.c2w[i], scene.intrinsics[i], h, w, (0.0, 0.0, 0.0),
-                                         step_size=step_size, occupancy=occ, near=near,
-                                         use_background_model=False)
-        behind = (background_image(grid, scene.c2w[i], scene.intrinsics[i], h, w) if grid.background is not None
-                  else np.asarray(background, np.float32))
+
+    def score(i: int, foreground: np.ndarray, acc: np.ndarray, behind: np.ndarray
+              ) -> tuple[dict, np.ndarray, np.ndarray]:
+        """Composite view i's foreground on what lies behind it and score it: (row, render, photo). Runs beside
+        the next view's render, so it launches no numba kernel (not every threading layer takes two at once)."""
         rgb = np.clip(foreground + (1.0 - acc)[..., None] * behind, 0.0, 1.0)
         target = scene.images[i]
-        row = {"view": int(i), "psnr": psnr(rgb, target), "ssim": ssim(rgb, target)}
+        row = {"view": i, "psnr": psnr(rgb, target), "ssim": ssim(rgb, target)}
         if lpips is not None:
             row["lpips"] = float(lpips(rgb, target))
         if scene.masks is not None:
             row["psnr_masked"] = psnr(foreground + (1.0 - acc)[..., None] * target, target, scene.masks[i])
+        return row, rgb, target
+
+    per_view = []
+
+    def finish(scored: Future) -> None:
+        row, rgb, target = scored.result()
         per_view.append(row)
         if on_view is not None:
-            on_view(int(i), rgb, target, row)
+            on_view(row["view"], rgb, target, row)
+
+    # view k is scored on a second thread while view k + 1 renders (the render kernel releases the GIL): the
+    # scoring is mostly single-threaded, so the core it would leave idle renders instead
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plenopack-score") as scorer:
+        scoring = None
+        for done, i in enumerate(ids):
+            report(progress, "evaluate", done, len(ids))
+            h, w = scene.image_size(int(i))
+            foreground, _, acc = render_view(grid, scene.c2w[i], scene.intrinsics[i], h, w, (0.0, 0.0, 0.0),
+                                             step_size=step_size, occupancy=occ, near=near,
+                                             use_background_model=False)
+            behind = (background_image(grid, scene.c2w[i], scene.intrinsics[i], h, w) if grid.background is not None
+                      else np.asarray(background, np.float32))
+            if scoring is not None:
+                finish(scoring)
+            scoring = scorer.submit(score, int(i), foreground, acc, behind)
+        if scoring is not None:
+            finish(scoring)
     report(progress, "evaluate", len(ids), len(ids))
 
     def mean(key):

@@ -74,15 +74,48 @@ FORWARD_RAYS_PER_TASK = 256  # rays per parallel task of the forward kernel: scr
 
 
 @njit(inline="always", fastmath=True, cache=True)
+def _corner_colours(sh, basis_count, basis, corner_rows, i0, j0, k0, last_i, last_j, last_k, corner_rgb):
+    """corner_rgb[c] = Y(d) . sh[row] per channel (0 for empty corners) for the 8 corners of cell (i0, j0, k0).
+    corner_rgb holds those of cell (last_i, last_j, last_k) (or of none: last_i = -2); when that is a face
+    neighbour, its 4 shared corners are moved over and only the other 4 are computed."""
+    step = abs(i0 - last_i) + abs(j0 - last_j) + abs(k0 - last_k)
+    shared_bit = 0
+    ahead = False
+    if step == 1:
+        shared_bit = 4 if i0 != last_i else (2 if j0 != last_j else 1)
+        ahead = i0 + j0 + k0 > last_i + last_j + last_k
+        for c in range(8):  # the new cell's side facing the old cell is the old cell's far side
+            if ((c & shared_bit) == 0) == ahead:
+                for ch in range(3):
+                    corner_rgb[c, ch] = corner_rgb[c ^ shared_bit, ch]
+    for c in range(8):
+        if shared_bit != 0 and ((c & shared_bit) == 0) == ahead:
+            continue
+        row = corner_rows[c]
+        if row < 0:
+            for ch in range(3):
+                corner_rgb[c, ch] = 0.0
+        else:
+            for ch in range(3):
+                acc = 0.0
+                for q in range(basis_count):
+                    acc += basis[q] * sh[row, ch * basis_count + q]
+                corner_rgb[c, ch] = acc
+
+
+@njit(inline="always", fastmath=True, cache=True)
 def _march_ray(links, density, sh, basis_count, ox, oy, oz, dx, dy, dz, dt, stop_thresh, near, occupancy,
-               block_shift, use_occupancy, basis, weights, corner_rows, corner_sigma, coeffs):
+               block_shift, use_occupancy, basis, weights, corner_rows, corner_sigma, corner_rgb):
     """Forward march of one ray (see the module docstring): (r, g, b, depth, final transmittance), the colour
-    not yet composited on a background. basis (16,), weights (8,), corner_rows (8,), corner_sigma (8,), coeffs
-    (one SH row): the caller's scratch.
+    not yet composited on a background. basis (16,), weights (8,), corner_rows (8,), corner_sigma (8,),
+    corner_rgb (8, 3): the caller's scratch.
 
     Consecutive samples in one trilinear cell (1.6 samples per cell on lego at half a voxel per step) reuse the
-    cell's corner rows and densities (empty corners: density 0) instead of reading the links and 8 rows again;
-    colours (`_sample_colour`) are made only for samples with density."""
+    cell's corner rows and densities (empty corners: density 0) instead of reading the links and 8 rows again.
+    The SH of a corner is dotted with the ray's basis once per cell that has a sample with density, and a face
+    neighbour of the previous such cell takes the 4 corner colours they share (`_corner_colours`); a sample's
+    raw colour is then 0.5 + the trilinear blend of its corners' (the blend is linear: the same colour as
+    blending the SH first, 3x fewer multiply-adds per sample)."""
     reso = links.shape[0]
     eval_sh_basis(basis_count, dx, dy, dz, basis)
     t_in, t_out = ray_cube_interval(ox, oy, oz, dx, dy, dz, near)
@@ -94,6 +127,10 @@ def _march_ray(links, density, sh, basis_count, ox, oy, oz, dx, dy, dz, dt, stop
     cell_i = -1
     cell_j = -1
     cell_k = -1
+    coloured = False  # corner_rgb holds the current cell's colours
+    last_i = -2  # the cell corner_rgb was last computed for (none yet)
+    last_j = -2
+    last_k = -2
     if t_in < t_out:
         t = t_in + 0.5 * dt
         while True:
@@ -104,12 +141,25 @@ def _march_ray(links, density, sh, basis_count, ox, oy, oz, dx, dy, dz, dt, stop
             i0, j0, k0 = trilinear_cell(reso, gx, gy, gz, weights)
             if i0 != cell_i or j0 != cell_j or k0 != cell_k:
                 cell_i, cell_j, cell_k = i0, j0, k0
+                coloured = False
                 _load_cell(links, density, i0, j0, k0, corner_rows, corner_sigma)
             sigma = 0.0
             for c in range(8):
                 sigma += weights[c] * corner_sigma[c]
             if sigma > 0.0:
-                rr, rg, rb = _sample_colour(sh, basis_count, basis, corner_rows, weights, coeffs)
+                if not coloured:
+                    _corner_colours(sh, basis_count, basis, corner_rows, i0, j0, k0, last_i, last_j, last_k,
+                                    corner_rgb)
+                    coloured = True
+                    last_i, last_j, last_k = i0, j0, k0
+                rr = 0.5
+                rg = 0.5
+                rb = 0.5
+                for c in range(8):
+                    wc = weights[c]
+                    rr += wc * corner_rgb[c, 0]
+                    rg += wc * corner_rgb[c, 1]
+                    rb += wc * corner_rgb[c, 2]
                 alpha = 1.0 - math.exp(-sigma * dt)
                 w = trans * alpha
                 cr += w * min(max(rr, 0.0), 1.0)
@@ -134,12 +184,12 @@ def _forward_kernel(links, density, sh, basis_count, origins, dirs, background, 
         weights = np.empty(8, dtype=np.float32)
         corner_rows = np.empty(8, dtype=np.int32)
         corner_sigma = np.empty(8, dtype=np.float32)
-        coeffs = np.empty(sh.shape[1], dtype=np.float32)
+        corner_rgb = np.empty((8, 3), dtype=np.float32)
         for r in range(task * FORWARD_RAYS_PER_TASK, min(n, (task + 1) * FORWARD_RAYS_PER_TASK)):
             cr, cg, cb, depth, trans = _march_ray(links, density, sh, basis_count, origins[r, 0], origins[r, 1],
                                                   origins[r, 2], dirs[r, 0], dirs[r, 1], dirs[r, 2], dt, stop_thresh,
                                                   near, occupancy, block_shift, use_occupancy, basis, weights,
-                                                  corner_rows, corner_sigma, coeffs)
+                                                  corner_rows, corner_sigma, corner_rgb)
             bi = r * bg_stride
             out_rgb[r, 0] = cr + trans * background[bi, 0]
             out_rgb[r, 1] = cg + trans * background[bi, 1]
@@ -148,12 +198,13 @@ def _forward_kernel(links, density, sh, basis_count, origins, dirs, background, 
             out_acc[r] = 1.0 - trans
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def _pinhole_kernel(links, density, sh, basis_count, c2w, fx, fy, cx, cy, tile, step_size, stop_thresh, near,
                     occupancy, block_shift, use_occupancy, out_rgb, out_depth, out_acc):
     """Every pixel of a pinhole view, one tile x tile block of pixels per parallel task (a compact bundle of
     rays reading the same voxels); each pixel's ray is made here, as `plenopack.cameras.pixel_rays` makes it
-    (float64, rounded to float32), so no ray arrays are built. Colour without background (see `render_view`)."""
+    (float64, rounded to float32), so no ray arrays are built. Colour without background (see `render_view`).
+    Releases the GIL: other Python threads (an evaluation's scoring) run while it renders."""
     height, width = out_acc.shape
     dt = step_size * 2.0 / links.shape[0]
     tiles_x = (width + tile - 1) // tile
@@ -166,7 +217,7 @@ def _pinhole_kernel(links, density, sh, basis_count, c2w, fx, fy, cx, cy, tile, 
         weights = np.empty(8, dtype=np.float32)
         corner_rows = np.empty(8, dtype=np.int32)
         corner_sigma = np.empty(8, dtype=np.float32)
-        coeffs = np.empty(sh.shape[1], dtype=np.float32)
+        corner_rgb = np.empty((8, 3), dtype=np.float32)
         v0 = (task // tiles_x) * tile
         u0 = (task % tiles_x) * tile
         for v in range(v0, min(height, v0 + tile)):
@@ -181,7 +232,7 @@ def _pinhole_kernel(links, density, sh, basis_count, c2w, fx, fy, cx, cy, tile, 
                                                       np.float32(wx / norm), np.float32(wy / norm),
                                                       np.float32(wz / norm), dt, stop_thresh, near, occupancy,
                                                       block_shift, use_occupancy, basis, weights, corner_rows,
-                                                      corner_sigma, coeffs)
+                                                      corner_sigma, corner_rgb)
                 out_rgb[v, u, 0] = cr
                 out_rgb[v, u, 1] = cg
                 out_rgb[v, u, 2] = cb

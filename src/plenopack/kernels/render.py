@@ -49,7 +49,8 @@ def _load_cell(links, density, i0, j0, k0, corner_rows, corner_sigma):
 def _sample_colour(sh, basis_count, basis, corner_rows, weights, coeffs):
     """Raw colour 0.5 + Y(d) . (trilinear SH) of a sample in a cell with these corners and weights, as (r, g,
     b). The SH row is interpolated first (coeffs: scratch of one SH row), a contiguous loop over a row that
-    vectorises, then dotted with the basis: cheaper than a dot per corner."""
+    vectorises, then dotted with the basis: cheaper than a dot per corner for one sample. The fits' march uses
+    it; renders (`_march_ray`) dot each corner once per cell instead and blend the colours."""
     ncols = 3 * basis_count
     for j in range(ncols):
         coeffs[j] = 0.0

@@ -113,6 +113,24 @@ def cell_rows(links, i0, j0, k0, rows):
 
 
 @njit(inline="always", fastmath=True, cache=True)
+def face_neighbour(i0, j0, k0, last_i, last_j, last_k):
+    """How trilinear cell (i0, j0, k0) meets the cell with lowest corner (last_i, last_j, last_k): (shared_bit,
+    ahead), shared_bit 0 unless they are face neighbours, else the corner bit of the axis they differ on (4: i,
+    2: j, 1: k) and ahead True when the new cell lies up that axis. See `shared_corner`."""
+    if abs(i0 - last_i) + abs(j0 - last_j) + abs(k0 - last_k) != 1:
+        return 0, False
+    shared_bit = 4 if i0 != last_i else (2 if j0 != last_j else 1)
+    return shared_bit, i0 + j0 + k0 > last_i + last_j + last_k
+
+
+@njit(inline="always", fastmath=True, cache=True)
+def shared_corner(c, shared_bit, ahead):
+    """Whether corner c of the new cell (`face_neighbour`'s) is one the previous cell had: its corner
+    c ^ shared_bit (the new cell's side facing the old cell is the old cell's far side)."""
+    return shared_bit != 0 and ((c & shared_bit) == 0) == ahead
+
+
+@njit(inline="always", fastmath=True, cache=True)
 def cell_corners(links, gx, gy, gz, rows, weights):
     """The 8 voxels around grid point g: fills rows[8] (row or -1) and trilinear weights[8] (corner c as in
     `trilinear_cell`). Returns (i0, j0, k0)."""

@@ -27,7 +27,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from plenopack.kernels.device import cell_rows, eval_sh_basis, next_sample, ray_cube_interval, trilinear_cell
+from plenopack.kernels.device import (cell_rows, eval_sh_basis, face_neighbour, next_sample, ray_cube_interval,
+                                      shared_corner, trilinear_cell)
 from plenopack.kernels.scatter import GradWorkspace, scatter_records
 
 _EMPTY_OCCUPANCY = np.zeros((1, 1, 1), dtype=np.uint8)  # unused when use_occupancy is False
@@ -79,18 +80,13 @@ def _corner_colours(sh, basis_count, basis, corner_rows, i0, j0, k0, last_i, las
     """corner_rgb[c] = Y(d) . sh[row] per channel (0 for empty corners) for the 8 corners of cell (i0, j0, k0).
     corner_rgb holds those of cell (last_i, last_j, last_k) (or of none: last_i = -2); when that is a face
     neighbour, its 4 shared corners are moved over and only the other 4 are computed."""
-    step = abs(i0 - last_i) + abs(j0 - last_j) + abs(k0 - last_k)
-    shared_bit = 0
-    ahead = False
-    if step == 1:
-        shared_bit = 4 if i0 != last_i else (2 if j0 != last_j else 1)
-        ahead = i0 + j0 + k0 > last_i + last_j + last_k
-        for c in range(8):  # the new cell's side facing the old cell is the old cell's far side
-            if ((c & shared_bit) == 0) == ahead:
-                for ch in range(3):
-                    corner_rgb[c, ch] = corner_rgb[c ^ shared_bit, ch]
+    shared_bit, ahead = face_neighbour(i0, j0, k0, last_i, last_j, last_k)
     for c in range(8):
-        if shared_bit != 0 and ((c & shared_bit) == 0) == ahead:
+        if shared_corner(c, shared_bit, ahead):
+            for ch in range(3):
+                corner_rgb[c, ch] = corner_rgb[c ^ shared_bit, ch]
+    for c in range(8):
+        if shared_corner(c, shared_bit, ahead):
             continue
         row = corner_rows[c]
         if row < 0:
@@ -326,16 +322,11 @@ def _march_records(links, density, sh, basis_count, origins, dirs, background, b
                                 break
                             recorded = True
                             # a face neighbour of the previous recorded cell shares 4 corners (and their records)
-                            step = abs(i0 - last_i) + abs(j0 - last_j) + abs(k0 - last_k)
-                            shared_bit = 0
-                            ahead = False
-                            if step == 1:
-                                shared_bit = 4 if i0 != last_i else (2 if j0 != last_j else 1)
-                                ahead = i0 + j0 + k0 > last_i + last_j + last_k
+                            shared_bit, ahead = face_neighbour(i0, j0, k0, last_i, last_j, last_k)
                             last_i, last_j, last_k = i0, j0, k0
                             for c in range(8):
                                 record = 0
-                                if shared_bit != 0 and ((c & shared_bit) == 0) == ahead:
+                                if shared_corner(c, shared_bit, ahead):
                                     record = cell_records[c ^ shared_bit]
                                 row = corner_rows[c]
                                 if record == 0 and row >= 0:

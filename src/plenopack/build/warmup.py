@@ -3,8 +3,8 @@
 The kernels are cached on disk (``cache=True``). With a cold cache every worker of a build would compile the
 same kernels at the same time (tens of CPU-seconds each, on CPUs the other workers need); instead the
 coordinator runs a tiny fit of a synthetic scene (masked, and full-frame with an MSI background), an
-evaluation and the autograd kernel, which compiles (or loads) every kernel signature a scene build uses and
-writes the cache the workers then load.
+evaluation, the autograd kernel and a loader's kernels, which compiles (or loads) every kernel signature a
+scene build uses and writes the cache the workers then load.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def compile_kernels(config: FitConfig | None = None) -> None:
     from plenopack.errors import PlenopackError
     from plenopack.evaluate import evaluate
     from plenopack.fit import fit
+    from plenopack.kernels.capture import composite_rgba, visual_hull_counts
 
     base = (config or FitConfig()).replace(reso=[8, 16], steps=[2, 2], batch_rays=64, log_every=1,
                                            occupancy_every=1, lambda_sparsity=1e-3, lambda_mask=0.1,
@@ -62,3 +63,5 @@ def compile_kernels(config: FitConfig | None = None) -> None:
                             np.ones((1, 3), np.float32), None, np.zeros_like(grid.density), np.zeros_like(grid.sh))
     kernels.tv_grad(grid.links, grid.sh, np.arange(4), 1.0, np.zeros_like(grid.sh))
     kernels.rmsprop_step(grid.sh, np.zeros_like(grid.sh), np.zeros_like(grid.sh), 0.1)
+    composite_rgba(np.zeros((2, 2, 4), np.uint8), (1.0, 1.0, 1.0))  # a loader's kernels
+    visual_hull_counts(np.zeros((1, 3)), scene.masks, scene.intrinsics, scene.c2w)

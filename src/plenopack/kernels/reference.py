@@ -278,3 +278,30 @@ def counter_uniform(key, counters):
     z = (z ^ (z >> np.uint64(27))) * np.uint64(_M2)
     z = z ^ (z >> np.uint64(31))
     return (z >> np.uint64(11)).astype(np.float64) / 2.0 ** 53
+
+
+def composite_rgba(pixels, background):
+    """uint8 RGBA (H, W, 4) -> (rgb composited on background (H, W, 3), alpha (H, W)), float32."""
+    rgba = np.divide(pixels, np.float32(255.0), dtype=np.float32)
+    alpha = rgba[..., 3:]
+    rgb = rgba[..., :3] * alpha
+    rgb += np.asarray(background, np.float32) * (1.0 - alpha)
+    return rgb, np.ascontiguousarray(alpha[..., 0])
+
+
+def visual_hull_counts(points, masks, intrinsics, c2w):
+    """(views that see each point inside their frame, views among those with mask > 0.5 there), (M,) each."""
+    from plenopack.cameras import project
+
+    seen = np.zeros(len(points), dtype=np.int32)
+    inside = np.zeros(len(points), dtype=np.int32)
+    for mask, k, pose in zip(masks, intrinsics, c2w):
+        h, w = mask.shape
+        uv, z = project(points, pose, k)
+        with np.errstate(invalid="ignore"):
+            u = np.floor(uv[:, 0])
+            v = np.floor(uv[:, 1])
+            vis = (z > 1e-6) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        seen += vis
+        inside[vis] += mask[v[vis].astype(np.int64), u[vis].astype(np.int64)] > 0.5
+    return seen, inside

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from plenopack.errors import PlenopackError
+from plenopack.kernels.capture import composite_rgba
 from plenopack.scene.base import Scene
 from plenopack.scene.common import check_poses, finish_scene
-from plenopack.scene.io import fitted_size, image_size, parallel_map, read_image, scale_intrinsics
+from plenopack.scene.io import decode_image, fitted_size, image_size, parallel_map, resize_pixels, scale_intrinsics
 
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 
@@ -70,11 +71,7 @@ def load(root: Path, max_side: int = 800, background: tuple[float, float, float]
 
     def composited(frame: tuple[Path, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
         """(RGB composited on the background, alpha) of one RGBA frame."""
-        rgba = read_image(frame[0], frame[1], mode="RGBA")
-        alpha = rgba[..., 3:]
-        rgb = rgba[..., :3] * alpha
-        rgb += bg * (1.0 - alpha)
-        return rgb, np.ascontiguousarray(alpha[..., 0])
+        return composite_rgba(resize_pixels(decode_image(frame[0], "RGBA"), frame[1]), bg)
 
     images, masks = map(list, zip(*parallel_map(composited, zip(paths, sizes))))
     c2w = np.stack(poses)

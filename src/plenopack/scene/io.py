@@ -44,16 +44,19 @@ def decode_image(path: Path, mode: str = "RGB") -> np.ndarray:
         raise PlenopackError(f"cannot read image ({exc.__class__.__name__}: {exc})", path) from None
 
 
-def resize_to_float(pixels: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
-    """uint8 pixels (H, W[, C]) resized to ``size`` = (height, width) as float32 in [0, 1].
-
-    Lanczos for colour, bilinear for one channel (masks); no resize when ``size`` is None or equal.
-    """
+def resize_pixels(pixels: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """uint8 pixels (H, W[, C]) resized to ``size`` = (height, width): Lanczos for colour, bilinear for one
+    channel (masks); unchanged when ``size`` is None or equal."""
     if size is not None and pixels.shape[:2] != tuple(size):
         im = Image.fromarray(pixels)
         resample = Image.BILINEAR if pixels.ndim == 2 else Image.LANCZOS
         pixels = np.asarray(im.resize((size[1], size[0]), resample))
-    return np.divide(pixels, np.float32(255.0), dtype=np.float32)  # uint8 / 255: in [0, 1] by construction
+    return pixels
+
+
+def resize_to_float(pixels: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """uint8 pixels (H, W[, C]) resized to ``size`` (`resize_pixels`) as float32 in [0, 1]."""
+    return np.divide(resize_pixels(pixels, size), np.float32(255.0), dtype=np.float32)  # in [0, 1] by construction
 
 
 def read_image(path: Path, size: tuple[int, int] | None = None, mode: str = "RGB") -> np.ndarray:

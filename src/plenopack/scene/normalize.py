@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from plenopack.cameras import project
 from plenopack.errors import PlenopackError
+from plenopack.kernels.capture import visual_hull_counts
 
 
 def similarity(scale: float, rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
@@ -164,16 +164,7 @@ def visual_hull_box(masks, intrinsics, c2w, extent: float = 1.6, reso: int = 64,
     """
     lin = (np.arange(reso) + 0.5) / reso * 2 * extent - extent
     pts = np.stack(np.meshgrid(lin, lin, lin, indexing="ij"), axis=-1).reshape(-1, 3)
-    inside = np.zeros(len(pts), dtype=np.int32)
-    seen = np.zeros(len(pts), dtype=np.int32)
-    for mask, k, pose in zip(masks, intrinsics, c2w):
-        h, w = mask.shape
-        uv, z = project(pts, pose, k)
-        u = np.floor(uv[:, 0]).astype(np.int64)
-        v = np.floor(uv[:, 1]).astype(np.int64)
-        vis = (z > 1e-6) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-        seen += vis
-        inside[vis] += mask[v[vis], u[vis]] > 0.5
+    seen, inside = visual_hull_counts(pts, masks, intrinsics, c2w)
     keep = (seen > 0) & (inside >= agree * seen) & (seen >= max(1, 0.5 * len(masks)))
     if keep.sum() < 8:
         return None

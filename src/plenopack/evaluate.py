@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from plenopack.grid import Grid
+from plenopack.kernels.scoring import composite_over
 from plenopack.metrics import psnr, ssim
 from plenopack.progress import ProgressCallback, report
 from plenopack.render import background_image, occupancy_for, render_view
@@ -46,14 +47,15 @@ def evaluate(grid: Grid, scene: Scene, split: str = "test", background=None, lpi
     def score(i: int, foreground: np.ndarray, acc: np.ndarray, behind: np.ndarray
               ) -> tuple[dict, np.ndarray, np.ndarray]:
         """Composite view i's foreground on what lies behind it and score it: (row, render, photo). Runs beside
-        the next view's render, so it launches no numba kernel (not every threading layer takes two at once)."""
-        rgb = np.clip(foreground + (1.0 - acc)[..., None] * behind, 0.0, 1.0)
+        the next view's render, so it launches no parallel numba kernel (not every threading layer takes two at
+        once); the serial ones of `plenopack.kernels.scoring` release the GIL."""
+        rgb = composite_over(foreground, acc, behind)
         target = scene.images[i]
         row = {"view": i, "psnr": psnr(rgb, target), "ssim": ssim(rgb, target)}
         if lpips is not None:
             row["lpips"] = float(lpips(rgb, target))
         if scene.masks is not None:
-            row["psnr_masked"] = psnr(foreground + (1.0 - acc)[..., None] * target, target, scene.masks[i])
+            row["psnr_masked"] = psnr(composite_over(foreground, acc, target), target, scene.masks[i])
         return row, rgb, target
 
     per_view = []

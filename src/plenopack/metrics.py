@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from plenopack.kernels.scoring import squared_error
+
 SSIM_SIGMA = 1.5  # Gaussian window of the standard SSIM (Wang et al. 2004), truncated at 3.5 sigma: 11 x 11
 SSIM_RADIUS = 5
 SSIM_C1 = 0.01 ** 2  # (K1 L)^2 and (K2 L)^2 with data range L = 1
@@ -16,13 +18,10 @@ def psnr(pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -
 
     With ``mask`` (H x W, 1 = object) only pixels where mask > 0.5 count.
     """
-    err = (np.clip(pred, 0.0, 1.0).astype(np.float64) - target.astype(np.float64)) ** 2
-    if mask is not None:
-        sel = mask > 0.5
-        if not sel.any():
-            return float("nan")
-        err = err[sel]
-    mse = float(err.mean())
+    total, count = squared_error(pred, target, mask)
+    if count == 0:
+        return float("nan")
+    mse = total / count
     return float("inf") if mse == 0 else -10.0 * float(np.log10(mse))
 
 

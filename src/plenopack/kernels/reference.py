@@ -305,3 +305,8 @@ def visual_hull_counts(points, masks, intrinsics, c2w):
         seen += vis
         inside[vis] += mask[v[vis].astype(np.int64), u[vis].astype(np.int64)] > 0.5
     return seen, inside
+
+
+def composite_over(foreground, acc, behind):
+    """clip(foreground + (1 - acc) * behind, 0, 1): behind a colour (3,) or an image (H, W, 3)."""
+    return np.clip(foreground + (1.0 - acc)[..., None] * np.asarray(behind, np.float32), 0.0, 1.0)

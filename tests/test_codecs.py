@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plenopack.codecs import (METHODS, ArrayCodec, CodecConfig, Method, bitpack, codec_names, decode_array,
-                              encode_array, entropy, get_codec, kmeans, register_codec, register_method, uniform)
+                              encode_array, entropy, get_codec, kmeans, register_codec, register_method, uniform,
+                              vq)
 from plenopack.compress import _fixed_quantizer
 from plenopack.errors import PlenopackError
 
@@ -77,7 +78,7 @@ def test_codes_outside_their_width_in_a_byte_stream_are_refused():
             get_codec(spec["codec"]).decode(bytes(bad), params, 50, 2)
     raw, params = get_codec("vq").encode(x, {"codec": "vq", "codebook": 4, "entropy": "zstd"})
     bad = bytearray(raw)
-    bad[4 * 2 * 2 + 3] = 4  # index 4 of a 4-entry codebook
+    bad[8 * 2 + 4 * 2 + 3] = 4  # index 4 of a 4-entry codebook (after 2 lows, 2 steps and 4 x 2 8-bit codes)
     with pytest.raises(ValueError):
         get_codec("vq").decode(bytes(bad), params, 50, 2)
 
@@ -140,6 +141,28 @@ def test_vq_round_trip_and_exact_rows():
     assert np.sqrt(np.mean((y - x) ** 2)) < 0.05
     top = np.argsort(-w)[:150]
     np.testing.assert_allclose(y[top], x[top], atol=2e-3)  # float16-exact
+
+
+def test_vq_codebook_bits_8_halves_the_codebook_within_half_a_step_and_old_float16_streams_still_decode():
+    rng = np.random.default_rng(5)
+    x = (rng.normal(size=(4000, 27)) * np.linspace(0.05, 2.0, 27)).astype(np.float32)
+    streams = {bits: get_codec("vq").encode(x, {"codec": "vq", "codebook": 256, "codebook_bits": bits})
+               for bits in (8, 16)}
+    for bits, (raw, params) in streams.items():
+        assert params.get("codebook_bits", 16) == bits  # float16: the stream of versions 1 and 2, no key
+        codebook = vq.decode(raw, params, 4000, 27)
+        codebook_stored, index, _ = vq.quantize(x, 256, codebook_bits=bits)
+        np.testing.assert_array_equal(codebook, codebook_stored[index])  # rows hold the stored entries
+    (raw8, p8), (raw16, p16) = streams[8], streams[16]
+    assert len(raw16) - len(raw8) == 256 * 27 - 8 * 27  # 1 byte a value instead of 2, plus lows and steps
+    trained = vq.train_codebook(x, np.ones(len(x)), 256)
+    stored = vq.stored_codebook(trained, 8)
+    step = (trained.max(0) - trained.min(0)) / 255
+    assert np.all(np.abs(stored - trained) <= 0.5 * step + 1e-6)
+    np.testing.assert_array_equal(vq.decode(raw16, {**p16, "codebook_bits": 16}, 4000, 27),
+                                  vq.decode(raw16, p16, 4000, 27))
+    with pytest.raises(ValueError):
+        get_codec("vq").validate_params({**p8, "codebook_bits": 12}, 4000, 27)
 
 
 @pytest.mark.parametrize("spec", [{"codec": "float32"}, {"codec": "float16"}, {"codec": "uniform", "bits": 5},
@@ -241,6 +264,7 @@ def test_decode_memory_bounds_what_decode_allocates(spec, cols):
     ("vq", {"codebook_size": 70000, "index_bits": 16, "exact_rows": 0}),
     ("vq", {"codebook_size": "4", "index_bits": 2, "exact_rows": 0}),
     ("vq", {"codebook_size": 4, "index_bits": 2, "exact_rows": 0, "layout": "nibbles"}),
+    ("vq", {"codebook_size": 4, "index_bits": 2, "exact_rows": 0, "codebook_bits": True}),
     ("kmeans", {"bits": 1, "codebook": [[0, 1]], "layout": 3}),
     ("uniform", {"bits": 8, "lo": [0.0], "scale": [1.0], "layout": "bits"}),
 ])

@@ -3,6 +3,7 @@ commit 3d44d98 by make_fixtures.py there) still read to the same values, and tod
 same descriptors and the same uncompressed streams for the same grid as version 1. Entropy-coded streams of
 integer codes are now written in the byte layout, as version 2: those are held to the same decoded values."""
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -48,8 +49,9 @@ def test_writer_still_writes_the_version_1_layout(name):
     old_header, old_payload = split((FIXTURES / f"{name}.plen").read_bytes())
     grid = make_fixtures.synthetic_grid()
     importance = np.linspace(0.0, 1.0, grid.num_voxels)
+    codec = dataclasses.replace(make_fixtures.CODECS[name], codebook_bits=16)  # VQ codebooks were float16 then
     data = encode_grid(grid, {"scene": {"name": "synthetic", "world_to_unit": np.eye(4)}, "fixture": name},
-                       make_fixtures.CODECS[name], importance)
+                       codec, importance)
     new_header, new_payload = split(data)
     byte_layout = [a["name"] for a in new_header["arrays"] if "layout" in a.get("params", {})]
     assert PREFIX.unpack_from(data)[1] == (2 if byte_layout else 1)
@@ -57,7 +59,9 @@ def test_writer_still_writes_the_version_1_layout(name):
         a["codec"] in ("uniform", "kmeans", "vq") or CHANGED_DEFAULTS.get((name, a["name"])) == "uniform")]
     assert sorted(new_header) == sorted(old_header)
     for key in old_header:
-        if key != "arrays":
+        if key == "codec":  # the codec record has gained codebook_bits since
+            assert {k: v for k, v in new_header[key].items() if k != "codebook_bits"} == old_header[key]
+        elif key != "arrays":
             assert new_header[key] == old_header[key], key
     assert len(new_header["arrays"]) == len(old_header["arrays"])
     for new, old in zip(new_header["arrays"], old_header["arrays"]):
@@ -100,3 +104,25 @@ def test_byte_layout_files_are_version_2_and_decode_to_what_version_1_stored(tmp
         path.write_bytes(bytes(data))
         with pytest.raises(PlenopackError, match="layout parameter needs format version 2"):
             read_plen(path)
+
+
+def test_8bit_vq_codebooks_are_version_3_and_a_version_2_header_with_one_is_refused(tmp_path):
+    from plenopack.errors import PlenopackError
+    from plenopack.fileformat import write_plen
+
+    grid = make_fixtures.synthetic_grid()
+    importance = np.linspace(0.0, 1.0, grid.num_voxels)
+    sizes = {}
+    for bits, version in ((8, 3), (16, 2)):
+        path = tmp_path / f"vq{bits}.plen"
+        sizes[bits] = write_plen(path, grid, {"scene": {"name": "synthetic", "world_to_unit": np.eye(4)}},
+                                 CodecConfig("vq", codebook=16, codebook_bits=bits, entropy="zstd"),
+                                 importance=importance)
+        f = read_plen(path)
+        assert f.version == version and np.abs(f.grid.sh - grid.sh).mean() < np.abs(grid.sh).mean()
+    assert sizes[8] < sizes[16]
+    data = bytearray((tmp_path / "vq8.plen").read_bytes())
+    data[8:10] = (2).to_bytes(2, "little")
+    (tmp_path / "vq8.plen").write_bytes(bytes(data))
+    with pytest.raises(PlenopackError, match="8-bit vq codebook needs format version 3"):
+        read_plen(tmp_path / "vq8.plen")

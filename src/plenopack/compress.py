@@ -106,7 +106,8 @@ def finetune(grid: Grid, scene, codec: CodecConfig, steps: int, importance: np.n
     q_density = _fixed_quantizer(tuned.density[:, None], codec.plan("density"), importance)
     sh_spec = codec.plan("sh")
     if sh_spec["codec"] == "vq":
-        codebook, index, exact = vq.quantize(tuned.sh, sh_spec["codebook"], importance, sh_spec.get("keep_exact", 0.0))
+        codebook, index, exact = vq.quantize(tuned.sh, sh_spec["codebook"], importance, sh_spec.get("keep_exact", 0.0),
+                                             codebook_bits=sh_spec.get("codebook_bits", 8))
         exact_mask = np.zeros(tuned.num_voxels, bool)
         exact_mask[exact] = True
         quantizer = CodebookQuantizer(q_density, codebook, index, exact_mask, FINETUNE_LR_SH, config.rmsprop_beta)
@@ -124,7 +125,7 @@ def finetune(grid: Grid, scene, codec: CodecConfig, steps: int, importance: np.n
     vq_state = None
     if sh_spec["codec"] == "vq":
         quantizer.values(tuned.density, tuned.sh)
-        vq_state = (quantizer.codebook.astype(np.float16), quantizer.index, exact)
+        vq_state = (quantizer.codebook, quantizer.index, exact)  # the codec rounds it to its storage
     return tuned, vq_state
 
 

@@ -3,8 +3,9 @@
 Layout (all integers little-endian; full spec in docs/format.md):
 
     0   8 bytes  magic b"PLENPACK"
-    8   u16      format version (1 or 2: version 2 adds the ``bytes`` layout of integer codes, see
-                 `plenopack.codecs.bitpack`; the writer uses the lowest version that holds the file)
+    8   u16      format version (1, 2 or 3: version 2 adds the ``bytes`` layout of integer codes, see
+                 `plenopack.codecs.bitpack`, version 3 8-bit VQ codebooks, see `plenopack.codecs.vq`; the
+                 writer uses the lowest version that holds the file)
     10  u16      reserved (0)
     12  u32      header length H (bytes, at most 16 MiB)
     16  u32      CRC-32 of the header bytes
@@ -42,8 +43,8 @@ from plenopack.errors import PlenopackError
 from plenopack.grid import Grid, SphereBackground, sh_basis_count
 
 MAGIC = b"PLENPACK"
-VERSION = 2  # the newest version this plenopack writes and reads
-READABLE_VERSIONS = (1, 2)
+VERSION = 3  # the newest version this plenopack writes and reads
+READABLE_VERSIONS = (1, 2, 3)
 PREFIX = struct.Struct("<8sHHII")
 MAX_HEADER = 16 << 20
 MAX_RESOLUTION = 4096
@@ -180,10 +181,15 @@ def _uses_byte_layout(header: dict) -> bool:
     return any(isinstance(a.get("params"), dict) and "layout" in a["params"] for a in header.get("arrays", []))
 
 
+def _uses_8bit_codebook(header: dict) -> bool:
+    return any(isinstance(a.get("params"), dict) and a["params"].get("codebook_bits", 16) != 16
+               for a in header.get("arrays", []))
+
+
 def _version_for(header: dict) -> int:
-    """The lowest format version that holds a file with this header: 2 when a stream uses the ``layout``
-    parameter, else 1 (so that files without it stay readable by plenopack before version 2)."""
-    return 2 if _uses_byte_layout(header) else 1
+    """The lowest format version that holds a file with this header: 3 when a VQ codebook is stored in 8 bits,
+    else 2 when a stream uses the ``layout`` parameter, else 1 (so that older plenopacks read what they can)."""
+    return 3 if _uses_8bit_codebook(header) else (2 if _uses_byte_layout(header) else 1)
 
 
 def write_plen(path: str | Path, grid: Grid, metadata: dict, codec: CodecConfig | None = None,
@@ -391,6 +397,8 @@ def _check_header(h: Any, payload_size: int, version: int = VERSION) -> None:
             raise _Invalid(f"array {a['name']!r} has {a['length']} bytes, its {a['codec']} stream needs {raw_length}")
     if version < 2 and _uses_byte_layout(h):
         raise _Invalid("a code layout parameter needs format version 2")
+    if version < 3 and _uses_8bit_codebook(h):
+        raise _Invalid("an 8-bit vq codebook needs format version 3")
 
 
 # ---------------------------------------------------------------- reading

@@ -36,6 +36,8 @@ def compress_cmd(
     zstd_level: int = typer.Option(19, "--zstd-level"),
     density: str = typer.Option(None, "--density", help="Override density storage: float32, float16, uniform, kmeans."),
     codebook: int = typer.Option(4096, "--codebook", help="vq: codebook entries."),
+    codebook_bits: int = typer.Option(8, "--codebook-bits",
+                                      help="vq: codebook stored as 8-bit codes per column, or float16 (16)."),
     keep_exact: float = typer.Option(0.0, "--keep-exact", help="vq: fraction of most important voxels kept exact."),
     clip_sh: str = typer.Option(None, "--clip-sh", help="clip: SH interval LO,HI (default -0.1,0.1)."),
     clip_density: str = typer.Option(None, "--clip-density", help="clip: density interval LO,HI (default 0,100)."),
@@ -50,7 +52,7 @@ def compress_cmd(
     from plenopack.pipeline import compress_file, load_recorded_scene
 
     options = {"method": method, "bits": bits, "entropy": entropy, "zstd_level": zstd_level, "density": density,
-               "codebook": codebook, "keep_exact": keep_exact, "prune_below": prune_below, "finetune": finetune}
+               "codebook": codebook, "codebook_bits": codebook_bits, "keep_exact": keep_exact, "prune_below": prune_below, "finetune": finetune}
     for key, text, name in (("clip_sh", clip_sh, "--clip-sh"), ("clip_density", clip_density, "--clip-density")):
         pair = parse_pair(text, name)
         if pair is not None:

@@ -41,6 +41,7 @@ class CodecConfig:
     clip_density: tuple[float, float] = (0.0, 100.0)
     clip_background: tuple[float, float] = (-4.0, 4.0)
     codebook: int = 4096
+    codebook_bits: int = 8  # vq: codebook stored as 8-bit codes per column or as float16 (16)
     keep_exact: float = 0.0
     finetune: int = 0  # steps of quantisation-aware fine-tuning (needs the training views)
     prune_below: float = 0.0  # drop voxels whose importance (max ray weight) is below this (VQRF's pruning)
@@ -63,6 +64,8 @@ class CodecConfig:
             raise PlenopackError("prune_below must be in [0, 1)")
         if not 2 <= self.codebook <= 65536:
             raise PlenopackError("codebook size must be 2..65536")
+        if self.codebook_bits not in (8, 16):
+            raise PlenopackError(f"codebook bits must be 8 or 16, got {self.codebook_bits}")
         self.clip_sh = tuple(self.clip_sh)
         self.clip_density = tuple(self.clip_density)
         self.clip_background = tuple(self.clip_background)

@@ -77,7 +77,8 @@ def _kmeans(config: CodecConfig) -> dict:
 
 
 def _vq(config: CodecConfig) -> dict:
-    return {"codec": "vq", "codebook": config.codebook, "keep_exact": config.keep_exact}
+    return {"codec": "vq", "codebook": config.codebook, "keep_exact": config.keep_exact,
+            "codebook_bits": config.codebook_bits}
 
 
 register_method("float32", Method(_fixed("float32"), _fixed("float32"), _fixed("float32"), density_override=False))

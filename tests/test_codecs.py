@@ -78,7 +78,7 @@ def test_codes_outside_their_width_in_a_byte_stream_are_refused():
             get_codec(spec["codec"]).decode(bytes(bad), params, 50, 2)
     raw, params = get_codec("vq").encode(x, {"codec": "vq", "codebook": 4, "entropy": "zstd"})
     bad = bytearray(raw)
-    bad[8 * 2 + 4 * 2 + 3] = 4  # index 4 of a 4-entry codebook (after 2 lows, 2 steps and 4 x 2 8-bit codes)
+    bad[4 * 2 + 3] = 4  # index 4 of a 4-entry codebook (after its 4 x 2 8-bit codes)
     with pytest.raises(ValueError):
         get_codec("vq").decode(bytes(bad), params, 50, 2)
 
@@ -154,7 +154,7 @@ def test_vq_codebook_bits_8_halves_the_codebook_within_half_a_step_and_old_float
         codebook_stored, index, _ = vq.quantize(x, 256, codebook_bits=bits)
         np.testing.assert_array_equal(codebook, codebook_stored[index])  # rows hold the stored entries
     (raw8, p8), (raw16, p16) = streams[8], streams[16]
-    assert len(raw16) - len(raw8) == 256 * 27 - 8 * 27  # 1 byte a value instead of 2, plus lows and steps
+    assert len(raw16) - len(raw8) == 256 * 27  # 1 byte a value instead of 2 (lows and steps in the parameters)
     trained = vq.train_codebook(x, np.ones(len(x)), 256)
     stored = vq.stored_codebook(trained, 8)
     step = (trained.max(0) - trained.min(0)) / 255
@@ -265,6 +265,9 @@ def test_decode_memory_bounds_what_decode_allocates(spec, cols):
     ("vq", {"codebook_size": "4", "index_bits": 2, "exact_rows": 0}),
     ("vq", {"codebook_size": 4, "index_bits": 2, "exact_rows": 0, "layout": "nibbles"}),
     ("vq", {"codebook_size": 4, "index_bits": 2, "exact_rows": 0, "codebook_bits": True}),
+    ("vq", {"codebook_size": 4, "index_bits": 2, "exact_rows": 0, "codebook_bits": 8}),
+    ("vq", {"codebook_size": 4, "index_bits": 2, "exact_rows": 0, "codebook_bits": 8, "codebook_low": [0.0],
+            "codebook_step": [float("nan")]}),
     ("kmeans", {"bits": 1, "codebook": [[0, 1]], "layout": 3}),
     ("uniform", {"bits": 8, "lo": [0.0], "scale": [1.0], "layout": "bits"}),
 ])

@@ -116,7 +116,7 @@ def test_8bit_vq_codebooks_are_version_3_and_a_version_2_header_with_one_is_refu
     for bits, version in ((8, 3), (16, 2)):
         path = tmp_path / f"vq{bits}.plen"
         sizes[bits] = write_plen(path, grid, {"scene": {"name": "synthetic", "world_to_unit": np.eye(4)}},
-                                 CodecConfig("vq", codebook=16, codebook_bits=bits, entropy="zstd"),
+                                 CodecConfig("vq", codebook=256, codebook_bits=bits, entropy="zstd"),
                                  importance=importance)
         f = read_plen(path)
         assert f.version == version and np.abs(f.grid.sh - grid.sh).mean() < np.abs(grid.sh).mean()

@@ -4,14 +4,15 @@ as the ``vq`` codec.
 The ``keep_exact`` fraction of most important rows is stored exactly (float16) and the rest as indices into
 a K-entry codebook, packed with ceil(log2 K) bits. The codebook is trained on an importance-weighted sample
 of rows (k-means++-style seeding by importance, Lloyd iterations with BLAS distances) and stored with
-``codebook_bits`` 16 (float16) or 8 (per column: lowest value and step ``<f4``, then an 8-bit code per
-entry, value = low + code * step). 8 bits halve the codebook, a third of the SH stream of lego's 800 px fit
+``codebook_bits`` 16 (float16) or 8 (an 8-bit code per value; value = low + code * step with the
+per-column parameters ``codebook_low`` and ``codebook_step``). 8 bits halve the codebook, a third of the SH stream of lego's 800 px fit
 at 8,192 entries (221 KB saved), for -0.003 dB val PSNR; rows are assigned to the stored entries.
-Stream: codebook (K x C ``<f2``, or C ``<f4`` lows, C ``<f4`` steps and K x C ``u1`` codes), indices stored by
+Stream: codebook (K x C ``<f2``, or K x C ``u1`` codes), indices stored by
 `bitpack` with ``index_bits`` (bit planes, or whole bytes when entropy-coded: parameter ``layout``), the
 exact rows' numbers ``<u4`` (ascending), their values ``<f2``.
 Parameters: ``codebook_size`` K, ``index_bits``, ``exact_rows`` (a count), ``layout`` (absent: planes),
-``codebook_bits`` (absent: 16, files written before it existed).
+``codebook_bits`` (absent: 16, as in files written before it existed), with 8 ``codebook_low`` and
+``codebook_step`` (C numbers each).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import math
 import numpy as np
 
 from plenopack.codecs import bitpack
-from plenopack.codecs.base import ArrayCodec, register_codec, require_int, require_keys
+from plenopack.codecs.base import ArrayCodec, register_codec, require_int, require_keys, require_numbers
 
 TRAIN_SAMPLE = 262144  # rows drawn (by importance) to train the codebook on. lego 800 px, 769K voxels, 4096
 # entries, no fine-tuning: 65,536 -> 262,144 rows +0.03 dB val PSNR, 786,432 rows no further gain
@@ -29,32 +30,33 @@ MAX_CODEBOOK = 65536
 CODEBOOK_BITS = (8, 16)
 
 
-def _codebook_bytes(codebook: np.ndarray, bits: int) -> bytes:
-    """A float codebook (K, C) as stored with ``bits`` (see the module docstring)."""
+def _codebook_stream(codebook: np.ndarray, bits: int) -> tuple[bytes, dict]:
+    """A float codebook (K, C) as stored with ``bits``: (its bytes, the parameters they need). 16: float16
+    values; 8: one code per value, with per-column ``codebook_low`` and ``codebook_step`` parameters."""
     codebook = np.asarray(codebook, np.float32)
     if bits == 16:
-        return codebook.astype("<f2").tobytes()
+        return codebook.astype("<f2").tobytes(), {}
     low = codebook.min(axis=0)
     step = (codebook.max(axis=0) - low) / np.float32(255.0)
     step = np.where(step > 0, step, np.float32(1.0)).astype(np.float32)
     codes = np.clip(np.rint((codebook - low) / step), 0, 255).astype(np.uint8)
-    return low.astype("<f4").tobytes() + step.astype("<f4").tobytes() + codes.tobytes()
+    return codes.tobytes(), {"codebook_bits": 8, "codebook_low": [float(v) for v in low],
+                             "codebook_step": [float(v) for v in step]}
 
 
-def _codebook_from_bytes(raw: bytes | memoryview, k: int, cols: int, bits: int) -> np.ndarray:
-    """The float32 codebook (K, C) of `_codebook_bytes`."""
-    if bits == 16:
+def _codebook_from_stream(raw: bytes | memoryview, params: dict, k: int, cols: int) -> np.ndarray:
+    """The float32 codebook (K, C) of `_codebook_stream`'s bytes and parameters."""
+    if params.get("codebook_bits", 16) == 16:
         return np.frombuffer(raw, "<f2").reshape(k, cols).astype(np.float32)
-    low = np.frombuffer(raw[:4 * cols], "<f4")
-    step = np.frombuffer(raw[4 * cols:8 * cols], "<f4")
-    codes = np.frombuffer(raw[8 * cols:], np.uint8).reshape(k, cols)
-    return (low + codes * step).astype(np.float32)
+    codes = np.frombuffer(raw, np.uint8).reshape(k, cols)
+    return np.asarray(params["codebook_low"], np.float32) + codes * np.asarray(params["codebook_step"], np.float32)
 
 
 def stored_codebook(codebook: np.ndarray, bits: int) -> np.ndarray:
     """The codebook as a reader gets it back from storage with ``bits`` (float32 (K, C))."""
     codebook = np.asarray(codebook, np.float32)
-    return _codebook_from_bytes(_codebook_bytes(codebook, bits), len(codebook), codebook.shape[1], bits)
+    raw, params = _codebook_stream(codebook, bits)
+    return _codebook_from_stream(raw, params, len(codebook), codebook.shape[1])
 
 
 def _nearest(x: np.ndarray, codebook: np.ndarray, chunk: int = 32768) -> np.ndarray:
@@ -118,22 +120,22 @@ def encode(values: np.ndarray, codebook_size: int, weights: np.ndarray | None = 
     n_exact = len(exact_rows)
     k = len(codebook)
     bits = max(1, math.ceil(math.log2(k)))
+    codebook_raw, codebook_params = _codebook_stream(codebook, codebook_bits)
     payload = b"".join([
-        _codebook_bytes(codebook, codebook_bits),
+        codebook_raw,
         bitpack.pack(idx, bits, layout),
         exact_rows.astype("<u4").tobytes(),
         x[exact_rows].astype("<f2").tobytes(),
     ])
-    params = {"codebook_size": k, "index_bits": bits, "exact_rows": n_exact, **bitpack.layout_param(layout)}
-    if codebook_bits != 16:  # float16 codebooks are the stream of format versions 1 and 2, without the key
-        params["codebook_bits"] = codebook_bits
-    return payload, params
+    # float16 codebooks are the stream of format versions 1 and 2: no codebook parameters
+    return payload, {"codebook_size": k, "index_bits": bits, "exact_rows": n_exact, **bitpack.layout_param(layout),
+                     **codebook_params}
 
 
 def _sizes(params: dict, rows: int, cols: int) -> list[int]:
     """Byte sizes of the four parts of the stream: codebook, indices, exact row numbers, exact values."""
     k, bits, n_exact = params["codebook_size"], params["index_bits"], params["exact_rows"]
-    codebook = k * cols * 2 if params.get("codebook_bits", 16) == 16 else 8 * cols + k * cols
+    codebook = k * cols * (2 if params.get("codebook_bits", 16) == 16 else 1)
     return [codebook, bitpack.packed_size(rows, bits, bitpack.layout_of(params)), n_exact * 4, n_exact * cols * 2]
 
 
@@ -143,7 +145,7 @@ def decode(payload: bytes | memoryview, params: dict, rows: int, cols: int) -> n
     if sum(sizes) != len(payload) or n_exact > rows or k < 1:
         raise ValueError("vq payload size does not match its parameters")
     o = np.cumsum([0] + sizes)
-    codebook = _codebook_from_bytes(payload[o[0]:o[1]], k, cols, params.get("codebook_bits", 16))
+    codebook = _codebook_from_stream(payload[o[0]:o[1]], params, k, cols)
     idx = bitpack.unpack(payload[o[1]:o[2]], rows, bits, bitpack.layout_of(params))
     if idx.size and int(idx.max()) >= k:
         raise ValueError("vq index outside the codebook")
@@ -174,8 +176,13 @@ class VQCodec(ArrayCodec):
         if (1 << bits) < k:
             raise ValueError(f"vq index bits {bits} cannot address {k} codebook entries")
         require_int(params["exact_rows"], "vq exact row count", 0, rows)
-        if params.get("codebook_bits", 16) not in CODEBOOK_BITS or isinstance(params.get("codebook_bits"), bool):
-            raise ValueError(f"vq codebook bits must be 8 or 16, got {params.get('codebook_bits')!r}")
+        codebook_bits = params.get("codebook_bits", 16)
+        if codebook_bits not in CODEBOOK_BITS or isinstance(codebook_bits, bool):
+            raise ValueError(f"vq codebook bits must be 8 or 16, got {codebook_bits!r}")
+        if codebook_bits == 8:
+            require_keys(params, "codebook_low", "codebook_step")
+            require_numbers(params["codebook_low"], "vq codebook low", cols)
+            require_numbers(params["codebook_step"], "vq codebook step", cols)
         bitpack.layout_of(params)
 
     def raw_length(self, params, rows, cols):

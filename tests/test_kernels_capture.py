@@ -52,3 +52,11 @@ def test_visual_hull_counts_skip_points_behind_or_outside_the_frame():
     seen, inside = visual_hull_counts(points, [mask], k, pose[None])
     assert seen.tolist() == [1, 1, 0, 0] and inside.tolist() == [1, 0, 0, 0]
     assert [a.tolist() for a in ref.visual_hull_counts(points, [mask], k, pose[None])] == [[1, 1, 0, 0], [1, 0, 0, 0]]
+
+
+def test_loading_kernels_are_serial_and_release_the_gil():
+    """Loaders may run on any thread (frames are read on a thread pool) beside other numba work."""
+    from plenopack.kernels import capture
+
+    for kernel in (capture._composite_rgba_kernel, capture._carve_view_kernel):
+        assert kernel.targetoptions.get("nogil") is True and not kernel.targetoptions.get("parallel")

@@ -47,3 +47,11 @@ def test_squared_error_matches_numpy_with_and_without_a_mask():
 def test_squared_error_refuses_images_of_different_shapes():
     with pytest.raises(ValueError, match="different shapes"):
         squared_error(np.zeros((4, 4, 3)), np.zeros((4, 5, 3)))
+
+
+def test_scoring_kernels_are_serial_and_release_the_gil():
+    """They run on the evaluation's scoring thread beside the render's parallel kernel."""
+    from plenopack.kernels import scoring
+
+    for kernel in (scoring._composite_over_kernel, scoring._squared_error_kernel):
+        assert kernel.targetoptions.get("nogil") is True and not kernel.targetoptions.get("parallel")

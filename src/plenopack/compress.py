@@ -107,7 +107,7 @@ def finetune(grid: Grid, scene, codec: CodecConfig, steps: int, importance: np.n
     sh_spec = codec.plan("sh")
     if sh_spec["codec"] == "vq":
         codebook, index, exact = vq.quantize(tuned.sh, sh_spec["codebook"], importance, sh_spec.get("keep_exact", 0.0),
-                                             codebook_bits=sh_spec.get("codebook_bits", 8))
+                                             codebook_bits=vq.spec_codebook_bits(sh_spec))
         exact_mask = np.zeros(tuned.num_voxels, bool)
         exact_mask[exact] = True
         quantizer = CodebookQuantizer(q_density, codebook, index, exact_mask, FINETUNE_LR_SH, config.rmsprop_beta)

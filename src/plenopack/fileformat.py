@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from plenopack.atomic import atomic_write_bytes
-from plenopack.codecs import CodecConfig, check_descriptor, decode_array, encode_array, entropy
+from plenopack.codecs import CodecConfig, check_descriptor, decode_array, encode_array, entropy, vq
 from plenopack.codecs.base import is_float32_number
 from plenopack.errors import PlenopackError
 from plenopack.grid import Grid, SphereBackground, sh_basis_count
@@ -182,7 +182,7 @@ def _uses_byte_layout(header: dict) -> bool:
 
 
 def _uses_8bit_codebook(header: dict) -> bool:
-    return any(isinstance(a.get("params"), dict) and a["params"].get("codebook_bits", 16) != 16
+    return any(isinstance(a.get("params"), dict) and vq.codebook_bits_of(a["params"]) != 16
                for a in header.get("arrays", []))
 
 

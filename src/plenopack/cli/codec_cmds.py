@@ -52,7 +52,8 @@ def compress_cmd(
     from plenopack.pipeline import compress_file, load_recorded_scene
 
     options = {"method": method, "bits": bits, "entropy": entropy, "zstd_level": zstd_level, "density": density,
-               "codebook": codebook, "codebook_bits": codebook_bits, "keep_exact": keep_exact, "prune_below": prune_below, "finetune": finetune}
+               "codebook": codebook, "codebook_bits": codebook_bits, "keep_exact": keep_exact,
+               "prune_below": prune_below, "finetune": finetune}
     for key, text, name in (("clip_sh", clip_sh, "--clip-sh"), ("clip_density", clip_density, "--clip-density")):
         pair = parse_pair(text, name)
         if pair is not None:

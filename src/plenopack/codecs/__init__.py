@@ -29,6 +29,8 @@ for _module in pkgutil.iter_modules(__path__):  # every codec module registers i
     importlib.import_module(f"{__name__}.{_module.name}")
 del _module
 
+from plenopack.codecs.vq import CODEBOOK_BITS, DEFAULT_CODEBOOK_BITS  # noqa: E402
+
 
 @dataclass
 class CodecConfig:
@@ -41,7 +43,7 @@ class CodecConfig:
     clip_density: tuple[float, float] = (0.0, 100.0)
     clip_background: tuple[float, float] = (-4.0, 4.0)
     codebook: int = 4096
-    codebook_bits: int = 8  # vq: codebook stored as 8-bit codes per column or as float16 (16)
+    codebook_bits: int = DEFAULT_CODEBOOK_BITS  # vq: codebook stored as 8-bit codes per column or as float16 (16)
     keep_exact: float = 0.0
     finetune: int = 0  # steps of quantisation-aware fine-tuning (needs the training views)
     prune_below: float = 0.0  # drop voxels whose importance (max ray weight) is below this (VQRF's pruning)
@@ -64,7 +66,7 @@ class CodecConfig:
             raise PlenopackError("prune_below must be in [0, 1)")
         if not 2 <= self.codebook <= 65536:
             raise PlenopackError("codebook size must be 2..65536")
-        if self.codebook_bits not in (8, 16):
+        if self.codebook_bits not in CODEBOOK_BITS:
             raise PlenopackError(f"codebook bits must be 8 or 16, got {self.codebook_bits}")
         self.clip_sh = tuple(self.clip_sh)
         self.clip_density = tuple(self.clip_density)

@@ -5,8 +5,9 @@ The ``keep_exact`` fraction of most important rows is stored exactly (float16) a
 a K-entry codebook, packed with ceil(log2 K) bits. The codebook is trained on an importance-weighted sample
 of rows (k-means++-style seeding by importance, Lloyd iterations with BLAS distances) and stored with
 ``codebook_bits`` 16 (float16) or 8 (an 8-bit code per value; value = low + code * step with the
-per-column parameters ``codebook_low`` and ``codebook_step``). 8 bits halve the codebook, a third of the SH stream of lego's 800 px fit
-at 8,192 entries (221 KB saved), for -0.003 dB val PSNR; rows are assigned to the stored entries.
+per-column parameters ``codebook_low`` and ``codebook_step``). 8 bits halve the codebook, a third of the SH
+stream of lego's 800 px fit at 8,192 entries (221 KB saved), for -0.003 dB val PSNR; rows are assigned to the
+stored entries.
 Stream: codebook (K x C ``<f2``, or K x C ``u1`` codes), indices stored by
 `bitpack` with ``index_bits`` (bit planes, or whole bytes when entropy-coded: parameter ``layout``), the
 exact rows' numbers ``<u4`` (ascending), their values ``<f2``.
@@ -28,6 +29,17 @@ TRAIN_SAMPLE = 262144  # rows drawn (by importance) to train the codebook on. le
 # entries, no fine-tuning: 65,536 -> 262,144 rows +0.03 dB val PSNR, 786,432 rows no further gain
 MAX_CODEBOOK = 65536
 CODEBOOK_BITS = (8, 16)
+DEFAULT_CODEBOOK_BITS = 8  # of a codec spec that names none
+
+
+def codebook_bits_of(params: dict) -> int:
+    """The codebook storage of a stored stream's parameters: absent means float16 (format versions 1 and 2)."""
+    return params.get("codebook_bits", 16)
+
+
+def spec_codebook_bits(spec: dict) -> int:
+    """The codebook storage a codec spec asks for."""
+    return spec.get("codebook_bits", DEFAULT_CODEBOOK_BITS)
 
 
 def _codebook_stream(codebook: np.ndarray, bits: int) -> tuple[bytes, dict]:
@@ -46,7 +58,7 @@ def _codebook_stream(codebook: np.ndarray, bits: int) -> tuple[bytes, dict]:
 
 def _codebook_from_stream(raw: bytes | memoryview, params: dict, k: int, cols: int) -> np.ndarray:
     """The float32 codebook (K, C) of `_codebook_stream`'s bytes and parameters."""
-    if params.get("codebook_bits", 16) == 16:
+    if codebook_bits_of(params) == 16:
         return np.frombuffer(raw, "<f2").reshape(k, cols).astype(np.float32)
     codes = np.frombuffer(raw, np.uint8).reshape(k, cols)
     return np.asarray(params["codebook_low"], np.float32) + codes * np.asarray(params["codebook_step"], np.float32)
@@ -90,7 +102,7 @@ def train_codebook(x: np.ndarray, weights: np.ndarray, k: int, iterations: int =
 
 
 def quantize(values: np.ndarray, codebook_size: int, weights: np.ndarray | None = None, keep_exact: float = 0.0,
-             seed: int = 0, codebook_bits: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             seed: int = 0, codebook_bits: int = DEFAULT_CODEBOOK_BITS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(codebook (K, C) float32 as stored with ``codebook_bits``, index per row (N,) into it, exact row numbers
     (sorted)) for these values."""
     x = np.asarray(values, dtype=np.float32)
@@ -109,7 +121,7 @@ def quantize(values: np.ndarray, codebook_size: int, weights: np.ndarray | None 
 
 def encode(values: np.ndarray, codebook_size: int, weights: np.ndarray | None = None, keep_exact: float = 0.0,
            seed: int = 0, state: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-           layout: str = "planes", codebook_bits: int = 8) -> tuple[bytes, dict]:
+           layout: str = "planes", codebook_bits: int = DEFAULT_CODEBOOK_BITS) -> tuple[bytes, dict]:
     """Encode rows; ``state`` = a (codebook, indices, exact rows) from `quantize` (e.g. fine-tuned) to store with
     ``codebook_bits``."""
     x = np.asarray(values, dtype=np.float32)
@@ -135,7 +147,7 @@ def encode(values: np.ndarray, codebook_size: int, weights: np.ndarray | None = 
 def _sizes(params: dict, rows: int, cols: int) -> list[int]:
     """Byte sizes of the four parts of the stream: codebook, indices, exact row numbers, exact values."""
     k, bits, n_exact = params["codebook_size"], params["index_bits"], params["exact_rows"]
-    codebook = k * cols * (2 if params.get("codebook_bits", 16) == 16 else 1)
+    codebook = k * cols * (2 if codebook_bits_of(params) == 16 else 1)
     return [codebook, bitpack.packed_size(rows, bits, bitpack.layout_of(params)), n_exact * 4, n_exact * cols * 2]
 
 
@@ -167,7 +179,7 @@ class VQCodec(ArrayCodec):
 
     def encode(self, values, spec, weights=None, state=None):
         return encode(values, spec["codebook"], weights, spec.get("keep_exact", 0.0), state=state,
-                      layout=bitpack.layout_for(spec), codebook_bits=spec.get("codebook_bits", 8))
+                      layout=bitpack.layout_for(spec), codebook_bits=spec_codebook_bits(spec))
 
     def validate_params(self, params, rows, cols):
         require_keys(params, "codebook_size", "index_bits", "exact_rows")
@@ -176,7 +188,7 @@ class VQCodec(ArrayCodec):
         if (1 << bits) < k:
             raise ValueError(f"vq index bits {bits} cannot address {k} codebook entries")
         require_int(params["exact_rows"], "vq exact row count", 0, rows)
-        codebook_bits = params.get("codebook_bits", 16)
+        codebook_bits = codebook_bits_of(params)
         if codebook_bits not in CODEBOOK_BITS or isinstance(codebook_bits, bool):
             raise ValueError(f"vq codebook bits must be 8 or 16, got {codebook_bits!r}")
         if codebook_bits == 8:
@@ -199,7 +211,7 @@ class VQCodec(ArrayCodec):
 
     def fixed_quantizer(self, values, spec, weights=None):
         codebook, _, exact_rows = quantize(values, spec["codebook"], weights, spec.get("keep_exact", 0.0),
-                                           codebook_bits=spec.get("codebook_bits", 8))
+                                           codebook_bits=spec_codebook_bits(spec))
 
         def quantize_fixed(x: np.ndarray) -> np.ndarray:
             x = np.asarray(x, np.float32)

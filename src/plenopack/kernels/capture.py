@@ -16,6 +16,7 @@ import math
 import numpy as np
 from numba import njit
 
+
 @njit(nogil=True, cache=True)  # no fastmath: divisions, products and sums round as NumPy's float32 ones do
 def _composite_rgba_kernel(pixels, background, rgb, alpha):
     height, width = alpha.shape

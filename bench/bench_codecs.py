@@ -41,7 +41,7 @@ def main(name: str):
             t = time.perf_counter()
             g, imp, state = prepare(grid, codec, scene, importance)
             path = Path(tmp) / "x.plen"
-            nbytes = write_plen(path, g, {}, codec, importance=imp, vq_state=state)
+            nbytes = write_plen(path, g, {}, codec, importance=imp.codec_weights, vq_state=state)
             encode_s = time.perf_counter() - t
             decode = []
             for _ in range(3):

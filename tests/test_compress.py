@@ -15,16 +15,17 @@ from plenopack.fileformat import read_plen, write_plen
 def stored_psnr(tmp_path, grid, scene, codec, **prep):
     g, imp, state = prepare(grid, codec, scene, **prep)
     path = tmp_path / "q.plen"
-    nbytes = write_plen(path, g, {}, codec, importance=imp, vq_state=state)
+    nbytes = write_plen(path, g, {}, codec, importance=imp.codec_weights, vq_state=state)
     return evaluate(read_plen(path).grid, scene)["psnr"], nbytes
 
 
 def test_importance_pruning_drops_invisible_voxels_only(tmp_path, tiny_fit, lego_small):
     imp = ray_importance(tiny_fit.grid, lego_small)
-    assert imp.shape == (tiny_fit.grid.num_voxels,) and imp.max() <= 1.0
+    assert imp.max_weight.shape == imp.total_weight.shape == (tiny_fit.grid.num_voxels,)
+    assert imp.max_weight.max() <= 1.0 and (imp.total_weight >= 0).all()
     base = evaluate(tiny_fit.grid, lego_small)["psnr"]
     g, _, _ = prepare(tiny_fit.grid, CodecConfig(prune_below=0.01), lego_small, imp)
-    assert g.num_voxels == int((imp >= 0.01).sum()) < tiny_fit.grid.num_voxels
+    assert g.num_voxels == int((imp.max_weight >= 0.01).sum()) < tiny_fit.grid.num_voxels
     assert evaluate(g, lego_small)["psnr"] > base - 0.05
 
 
@@ -40,7 +41,7 @@ def test_finetuning_recovers_quantisation_loss(tmp_path, tiny_fit, lego_small):
 def test_vq_state_is_stored_exactly(tmp_path, tiny_fit, lego_small):
     codec = CodecConfig("vq", codebook=16, keep_exact=0.05, finetune=5)
     g, imp, state = prepare(tiny_fit.grid, codec, lego_small)
-    write_plen(tmp_path / "v.plen", g, {}, codec, importance=imp, vq_state=state)
+    write_plen(tmp_path / "v.plen", g, {}, codec, importance=imp.codec_weights, vq_state=state)
     back = read_plen(tmp_path / "v.plen").grid
     rows = back.links[tuple(g.occupied_coords().T)]
     np.testing.assert_allclose(back.sh[rows], g.sh, atol=2e-3)  # float16 codebook of the tuned values

@@ -375,6 +375,23 @@ def test_max_ray_weights_matches_reference():
         sampling.MAX_WEIGHT_BUFFER_BYTES = budget
 
 
+def test_total_ray_weights_match_reference_and_accumulate_over_batches():
+    """Totals: each sample's weight times its trilinear weight, summed per voxel; the maxima beside them are
+    those of max_ray_weights; two batches add up to the totals of both."""
+    g = random_grid(reso=10, sh_degree=0, seed=11)
+    o, d = random_rays(300, seed=12)
+    out_max, out_sum = K.ray_weights(g.links, g.density, o, d, out_sum=np.zeros(g.num_voxels))
+    ref_sum = ref.total_ray_weights(g.links, g.density.astype(np.float64), g.sh.astype(np.float64), 0, o, d)
+    np.testing.assert_allclose(out_sum, ref_sum, rtol=1e-4, atol=1e-6)
+    assert out_sum.max() > 1.0 and (out_sum > out_max).any()  # several rays credit a voxel
+    np.testing.assert_array_equal(out_max, K.max_ray_weights(g.links, g.density, o, d))
+    halves = np.zeros(g.num_voxels)
+    for part in (slice(0, 150), slice(150, 300)):
+        K.ray_weights(g.links, g.density, o[part], d[part], out_sum=halves)
+    np.testing.assert_allclose(halves, out_sum, rtol=1e-5, atol=1e-6)
+    assert K.ray_weights(g.links, g.density, o, d)[1] is None  # totals only when asked for
+
+
 def test_tv_gradient_matches_finite_differences():
     g = random_grid(reso=7, sh_degree=0, seed=4)
     values = g.sh.astype(np.float32)

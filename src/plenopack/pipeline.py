@@ -21,8 +21,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from plenopack.codecs import CodecConfig
 from plenopack.errors import PlenopackError
@@ -32,6 +31,9 @@ from plenopack.grid import Grid
 from plenopack.progress import ProgressCallback
 from plenopack.scene import load_scene
 from plenopack.scene.base import Scene
+
+if TYPE_CHECKING:
+    from plenopack.compress import VoxelImportance
 
 METADATA_SCHEMA = 1
 
@@ -100,7 +102,7 @@ def fit_scene(scene: Scene, config: FitConfig, preset: str | None, max_side: int
 
 
 def encode_to_file(path: str | Path, grid: Grid, metadata: dict, codec: CodecConfig | None = None,
-                   scene: Scene | None = None, importance: np.ndarray | None = None,
+                   scene: Scene | None = None, importance: VoxelImportance | None = None,
                    progress: ProgressCallback | None = None) -> int:
     """Apply the codec's grid-level steps (importance pruning, fine-tuning with the fit's trainer) and write
     the file atomically. Returns its size in bytes."""
@@ -111,7 +113,7 @@ def encode_to_file(path: str | Path, grid: Grid, metadata: dict, codec: CodecCon
     importance_source = "given" if importance is not None else ("rays" if scene is not None else "opacity")
     grid, importance, vq_state = prepare(grid, codec, scene, importance, fit_config, progress)
     metadata = {**metadata, "codec": {**codec.to_dict(), "importance": importance_source}}
-    return write_plen(path, grid, metadata, codec, importance=importance, vq_state=vq_state)
+    return write_plen(path, grid, metadata, codec, importance=importance.codec_weights, vq_state=vq_state)
 
 
 def evaluate_grid(grid: Grid, metadata: dict, scene: Scene, split: str = "test", lpips=None,

@@ -22,6 +22,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from plenopack.atomic import atomic_path, atomic_write_text
 from plenopack.codecs import CodecConfig
 from plenopack.errors import PlenopackError
 from plenopack.progress import ProgressCallback, report
+
+if TYPE_CHECKING:
+    from plenopack.compress import VoxelImportance
 
 EXPERIMENTS = ("resolution", "quantization", "pruning")
 PERFCEPTION_CODEC = CodecConfig("sh", 8)  # how PeRFception stores its chosen scenes
@@ -199,9 +203,9 @@ class Sweep:
     def done(self, key: str) -> bool:
         return any(r.get("key") == key for r in self.results)
 
-    def fitted(self, path: Path, spec: RowSpec) -> tuple[Path, np.ndarray]:
+    def fitted(self, path: Path, spec: RowSpec) -> tuple[Path, VoxelImportance]:
         """(float32 scene file, importance) from the cache, fitting when missing."""
-        from plenopack.compress import ray_importance
+        from plenopack.compress import VoxelImportance, ray_importance
         from plenopack.fileformat import read_plen
         from plenopack.pipeline import encode_to_file, fit_scene, recorded_fit_config
 
@@ -212,13 +216,15 @@ class Sweep:
         if not fit_path.exists():
             grid, metadata = fit_scene(scene, config, self.preset, self.max_side, self.progress)
             encode_to_file(fit_path, grid, metadata)
-        imp_path = self.cache / f"{stem}.importance.npy"
+        imp_path = self.cache / f"{stem}.importance.npz"
         if not imp_path.exists():
             f = read_plen(fit_path)
             importance = ray_importance(f.grid, scene, recorded_fit_config(f.metadata))
             with atomic_path(imp_path) as tmp:
-                np.save(tmp, importance)
-        return fit_path, np.load(imp_path)
+                with open(tmp, "wb") as out:
+                    np.savez(out, max_weight=importance.max_weight, total_weight=importance.total_weight)
+        with np.load(imp_path) as saved:
+            return fit_path, VoxelImportance(saved["max_weight"], saved["total_weight"])
 
     def run_row(self, path: Path, spec: RowSpec, key: str) -> dict:
         from plenopack.fileformat import read_plen, read_plen_header

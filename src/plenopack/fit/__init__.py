@@ -26,7 +26,7 @@ import numpy as np
 from plenopack.errors import PlenopackError
 from plenopack.fit.background import background_mode, eval_background, init_background, turntable_axis
 from plenopack.fit.config import FitConfig, load_preset, preset_names, preset_values
-from plenopack.fit.prune import grid_from_mask, max_weights_over_rays, prune_mask, resample
+from plenopack.fit.prune import grid_from_mask, max_weights_over_rays, prune_mask, resample, weights_over_rays
 from plenopack.fit.rays import TrainingRays
 from plenopack.fit.trainer import Trainer, ValueQuantizer, learning_rate
 from plenopack.grid import Grid
@@ -90,4 +90,5 @@ def fit(scene: Scene, config: FitConfig, progress: ProgressCallback | None = Non
 
 __all__ = ["FitConfig", "FitResult", "Trainer", "TrainingRays", "ValueQuantizer", "background_mode",
            "eval_background", "fit", "init_background", "learning_rate", "load_preset", "max_weights_over_rays",
-           "preset_names", "preset_values", "prune_mask", "resample", "turntable_axis"]
+           "preset_names", "preset_values", "prune_mask", "resample", "turntable_axis",
+           "weights_over_rays"]

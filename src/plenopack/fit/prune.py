@@ -36,16 +36,24 @@ def grid_from_mask(old: Grid | None, mask: np.ndarray, sh_degree: int, init_dens
     return Grid(links=links, density=density, sh=sh, sh_degree=sh_degree)
 
 
-def max_weights_over_rays(grid: Grid, rays: TrainingRays, config: FitConfig, chunk: int = 1 << 16) -> np.ndarray:
-    """Per-voxel max ray weight over every ``weight_prune_stride``-th training pixel."""
+def weights_over_rays(grid: Grid, rays: TrainingRays, config: FitConfig, totals: bool = False,
+                      chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-voxel (max ray weight (N,) float32, total ray weight (N,) float64 or None unless ``totals``) over
+    every ``weight_prune_stride``-th training pixel (see `plenopack.kernels.ray_weights`)."""
     occ = kernels.build_occupancy(grid.links, grid.density)
-    out = np.zeros(grid.num_voxels, np.float32)
+    out_max = np.zeros(grid.num_voxels, np.float32)
+    out_sum = np.zeros(grid.num_voxels, np.float64) if totals else None
     flat_all = np.arange(0, rays.count, max(1, config.weight_prune_stride), dtype=np.int64)
     for s in range(0, len(flat_all), chunk):
         o, d = rays.rays(flat_all[s:s + chunk])
-        kernels.max_ray_weights(grid.links, grid.density, o, d, config.step_size, config.stop_thresh, occ,
-                                near=config.near_clip, out=out)
-    return out
+        kernels.ray_weights(grid.links, grid.density, o, d, config.step_size, config.stop_thresh, occ,
+                            near=config.near_clip, out_max=out_max, out_sum=out_sum)
+    return out_max, out_sum
+
+
+def max_weights_over_rays(grid: Grid, rays: TrainingRays, config: FitConfig) -> np.ndarray:
+    """Per-voxel max ray weight over every ``weight_prune_stride``-th training pixel."""
+    return weights_over_rays(grid, rays, config)[0]
 
 
 def prune_mask(grid: Grid, reso: int, config: FitConfig, rays: TrainingRays | None) -> np.ndarray:

@@ -185,6 +185,19 @@ def max_ray_weights(links, density, sh, sh_degree, origins, dirs, step_size=0.5,
     return out
 
 
+def total_ray_weights(links, density, sh, sh_degree, origins, dirs, step_size=0.5, stop_thresh=1e-4, near=0.0):
+    """Reference of kernels.ray_weights' totals: each sample's weight times its trilinear weight, summed per voxel."""
+    f = _forward_samples(links, density, sh, sh_degree, origins, dirs, step_size, stop_thresh, near)
+    active = f["keep"] & (f["sigma_raw"] > 0)
+    wts = np.where(active, f["weights"], 0.0).reshape(-1)
+    rows, corner = f["rows"].reshape(-1, 8), f["w"].reshape(-1, 8)
+    out = np.zeros(density.shape[0], dtype=np.float64)
+    for c in range(8):
+        ok = (rows[:, c] >= 0) & (wts > 0)
+        np.add.at(out, rows[ok, c], (wts * corner[:, c])[ok])
+    return out
+
+
 def tv_loss(links, values, voxel_flat_ids, weight) -> float:
     """Reference of kernels.tv_grad's loss (values (N, C))."""
     reso = links.shape[0]

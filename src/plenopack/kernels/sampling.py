@@ -1,4 +1,5 @@
-"""Point sampling of the grid and per-voxel maximum ray weight (for "weight" pruning)."""
+"""Point sampling of the grid and per-voxel ray weights: maximum (for "weight" pruning and importance pruning)
+and total (the codebooks' weights)."""
 
 from __future__ import annotations
 
@@ -53,29 +54,38 @@ def trilinear_sample(links, density, sh, points):
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _max_weight_kernel(links, density, origins, dirs, step_size, stop_thresh, near, occupancy, block_shift,
-                       use_occupancy, buf, out):
-    """Chunk k of the rays (one per parallel iteration) keeps its maxima in buf[k]; then out = max(out, buf)."""
-    nchunks = buf.shape[0]
+def _ray_weight_kernel(links, density, origins, dirs, step_size, stop_thresh, near, occupancy, block_shift,
+                       use_occupancy, buf_max, buf_sum, out_max, out_sum, with_sum):
+    """Chunk k of the rays (one per parallel iteration) keeps its maxima in buf_max[k] (and, ``with_sum``, its
+    trilinear-weighted sums in buf_sum[k]); then out_max = max(out_max, buf_max), out_sum += buf_sum."""
+    nchunks = buf_max.shape[0]
     nrays = origins.shape[0]
     for k in prange(nchunks):
-        buf[k] = 0.0
+        buf_max[k] = 0.0
+        if with_sum:
+            buf_sum[k] = 0.0
         rows = np.empty(8, dtype=np.int32)
         weights = np.empty(8, dtype=np.float32)
         for r in range(nrays * k // nchunks, nrays * (k + 1) // nchunks):
-            _max_weight_ray(links, density, origins, dirs, step_size, stop_thresh, near, occupancy, block_shift,
-                            use_occupancy, buf[k], rows, weights, r)
-    for n in prange(out.shape[0]):
-        best = out[n]
+            _ray_weights(links, density, origins, dirs, step_size, stop_thresh, near, occupancy, block_shift,
+                         use_occupancy, buf_max[k], buf_sum[k], with_sum, rows, weights, r)
+    for n in prange(out_max.shape[0]):
+        best = out_max[n]
         for k in range(nchunks):
-            best = max(best, buf[k, n])
-        out[n] = best
+            best = max(best, buf_max[k, n])
+        out_max[n] = best
+        if with_sum:
+            total = 0.0
+            for k in range(nchunks):
+                total += buf_sum[k, n]
+            out_sum[n] += total
 
 
 @njit(inline="always", fastmath=True, cache=True)
-def _max_weight_ray(links, density, origins, dirs, step_size, stop_thresh, near, occupancy, block_shift, use_occupancy,
-                    buf, rows, weights, r):
-    """Ray r's sample weights into buf (N,) (maximum per voxel)."""
+def _ray_weights(links, density, origins, dirs, step_size, stop_thresh, near, occupancy, block_shift, use_occupancy,
+                 buf_max, buf_sum, with_sum, rows, weights, r):
+    """Ray r's sample weights into buf_max (N,) (maximum per voxel) and, ``with_sum``, each sample's weight times
+    its trilinear weight on the voxel into buf_sum (N,)."""
     reso = links.shape[0]
     dt = step_size * 2.0 / reso
     ox, oy, oz = origins[r, 0], origins[r, 1], origins[r, 2]
@@ -100,29 +110,46 @@ def _max_weight_ray(links, density, origins, dirs, step_size, stop_thresh, near,
             w = trans * alpha
             for c in range(8):
                 row = rows[c]
-                if row >= 0 and w > buf[row]:
-                    buf[row] = w
+                if row >= 0:
+                    if w > buf_max[row]:
+                        buf_max[row] = w
+                    if with_sum:
+                        buf_sum[row] += w * weights[c]
             trans *= 1.0 - alpha
             if trans < stop_thresh:
                 break
         t += dt
 
 
-def max_ray_weights(links, density, origins, dirs, step_size=0.5, stop_thresh=1e-4, occupancy=None, near=0.0,
-                    out: np.ndarray | None = None):
-    """Per-voxel maximum sample weight w_k = T_k alpha_k over all given rays (N,) float32.
+def ray_weights(links, density, origins, dirs, step_size=0.5, stop_thresh=1e-4, occupancy=None, near=0.0,
+                out_max: np.ndarray | None = None, out_sum: np.ndarray | None = None):
+    """Per-voxel (maximum, total) sample weight over all given rays: ((N,) float32, (N,) float64 or None).
 
-    A sample's weight is credited to the 8 voxels of its trilinear cell. Pass ``out`` (from a previous
-    call) to accumulate the maximum over several batches of rays. The rays are split into one chunk per
-    thread, each with an (N,) buffer, as many as fit in `MAX_WEIGHT_BUFFER_BYTES`.
+    A sample's weight w_k = T_k alpha_k; its maximum is credited to the 8 voxels of its trilinear cell, its
+    total to each in proportion to the voxel's trilinear weight (so a voxel's total is the colour weight it
+    carries, summed over the rays: pixels' worth). ``out_max``: maxima of a previous call to raise (None: new);
+    ``out_sum``: an (N,) float64 array the totals are added to (None: totals not computed). The rays are split into one chunk per thread, each with (N,) buffers, as many as fit in
+    `MAX_WEIGHT_BUFFER_BYTES`.
     """
-    result = np.zeros(density.shape[0], np.float32) if out is None else out
-    budget = max(1, MAX_WEIGHT_BUFFER_BYTES // max(1, 4 * density.shape[0]))
+    n = density.shape[0]
+    with_sum = out_sum is not None
+    result_max = np.zeros(n, np.float32) if out_max is None else out_max
+    per_chunk = 4 * n * (2 if with_sum else 1)
+    budget = max(1, MAX_WEIGHT_BUFFER_BYTES // max(1, per_chunk))
     chunks = max(1, min(numba.get_num_threads(), budget, origins.shape[0]))
-    buf = np.empty((chunks, density.shape[0]), dtype=np.float32)
+    buf_max = np.empty((chunks, n), dtype=np.float32)
+    buf_sum = np.empty((chunks, n if with_sum else 0), dtype=np.float32)
     distance, block_shift, use = _occupancy_args(occupancy)
     if origins.shape[0]:
-        _max_weight_kernel(links, density, np.ascontiguousarray(origins, np.float32),
+        _ray_weight_kernel(links, density, np.ascontiguousarray(origins, np.float32),
                            np.ascontiguousarray(dirs, np.float32), np.float32(step_size), np.float32(stop_thresh),
-                           np.float32(near), distance, block_shift, use, buf, result)
-    return result
+                           np.float32(near), distance, block_shift, use, buf_max, buf_sum, result_max,
+                           out_sum if with_sum else np.zeros(0), with_sum)
+    return result_max, out_sum
+
+
+def max_ray_weights(links, density, origins, dirs, step_size=0.5, stop_thresh=1e-4, occupancy=None, near=0.0,
+                    out: np.ndarray | None = None):
+    """Per-voxel maximum sample weight w_k = T_k alpha_k over all given rays (N,) float32 (see `ray_weights`).
+    Pass ``out`` (from a previous call) to accumulate the maximum over several batches of rays."""
+    return ray_weights(links, density, origins, dirs, step_size, stop_thresh, occupancy, near, out_max=out)[0]

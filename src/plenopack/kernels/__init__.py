@@ -50,8 +50,8 @@ from plenopack.kernels.voxels import box_dilate, empty_links, flat_of_row, morto
 
 __all__ = [
     "GradWorkspace", "Occupancy", "Regulariser", "all_finite", "box_dilate", "build_occupancy", "draw_pixel_rays",
-    "empty_links", "flat_of_row", "max_ray_weights", "ray_weights", "morton_coords", "msi_colour", "msi_grad", "msi_tv_grad", "pixel_rays",
-    "prune_mask", "render_pinhole", "render_rays", "render_rays_grad", "render_rays_vjp", "rmsprop_flagged",
-    "rmsprop_step", "sh_basis",
+    "empty_links", "flat_of_row", "max_ray_weights", "morton_coords", "msi_colour", "msi_grad", "msi_tv_grad",
+    "pixel_rays", "prune_mask", "ray_weights", "render_pinhole", "render_rays", "render_rays_grad", "render_rays_vjp",
+    "rmsprop_flagged", "rmsprop_step", "sh_basis",
     "trilinear_sample", "tv_grad", "uncomposite",
 ]

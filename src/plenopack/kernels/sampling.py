@@ -128,8 +128,8 @@ def ray_weights(links, density, origins, dirs, step_size=0.5, stop_thresh=1e-4, 
     A sample's weight w_k = T_k alpha_k; its maximum is credited to the 8 voxels of its trilinear cell, its
     total to each in proportion to the voxel's trilinear weight (so a voxel's total is the colour weight it
     carries, summed over the rays: pixels' worth). ``out_max``: maxima of a previous call to raise (None: new);
-    ``out_sum``: an (N,) float64 array the totals are added to (None: totals not computed). The rays are split into one chunk per thread, each with (N,) buffers, as many as fit in
-    `MAX_WEIGHT_BUFFER_BYTES`.
+    ``out_sum``: an (N,) float64 array the totals are added to (None: totals not computed). The rays are split
+    into one chunk per thread, each with (N,) buffers, as many as fit in `MAX_WEIGHT_BUFFER_BYTES`.
     """
     n = density.shape[0]
     with_sum = out_sum is not None

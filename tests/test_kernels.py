@@ -362,7 +362,7 @@ def test_trilinear_exact_on_linear_field():
 def test_max_ray_weights_matches_reference():
     g = random_grid(reso=10, sh_degree=0, seed=11)
     o, d = random_rays(300, seed=12)
-    w = K.max_ray_weights(g.links, g.density, o, d)
+    w, _ = K.ray_weights(g.links, g.density, o, d)
     w_ref = ref.max_ray_weights(g.links, g.density.astype(np.float64), g.sh.astype(np.float64), 0, o, d)
     np.testing.assert_allclose(w, w_ref, atol=1e-5)
     assert w.max() > 0.1
@@ -370,21 +370,21 @@ def test_max_ray_weights_matches_reference():
     budget = sampling.MAX_WEIGHT_BUFFER_BYTES
     sampling.MAX_WEIGHT_BUFFER_BYTES = 1  # one chunk: the same maxima
     try:
-        np.testing.assert_array_equal(K.max_ray_weights(g.links, g.density, o, d), w)
+        np.testing.assert_array_equal(K.ray_weights(g.links, g.density, o, d)[0], w)
     finally:
         sampling.MAX_WEIGHT_BUFFER_BYTES = budget
 
 
 def test_total_ray_weights_match_reference_and_accumulate_over_batches():
     """Totals: each sample's weight times its trilinear weight, summed per voxel; the maxima beside them are
-    those of max_ray_weights; two batches add up to the totals of both."""
+    those computed without totals; two batches add up to the totals of both."""
     g = random_grid(reso=10, sh_degree=0, seed=11)
     o, d = random_rays(300, seed=12)
     out_max, out_sum = K.ray_weights(g.links, g.density, o, d, out_sum=np.zeros(g.num_voxels))
     ref_sum = ref.total_ray_weights(g.links, g.density.astype(np.float64), g.sh.astype(np.float64), 0, o, d)
     np.testing.assert_allclose(out_sum, ref_sum, rtol=1e-4, atol=1e-6)
     assert out_sum.max() > 1.0 and (out_sum > out_max).any()  # several rays credit a voxel
-    np.testing.assert_array_equal(out_max, K.max_ray_weights(g.links, g.density, o, d))
+    np.testing.assert_array_equal(out_max, K.ray_weights(g.links, g.density, o, d)[0])
     halves = np.zeros(g.num_voxels)
     for part in (slice(0, 150), slice(150, 300)):
         K.ray_weights(g.links, g.density, o[part], d[part], out_sum=halves)

@@ -45,12 +45,12 @@ from plenopack.kernels.rays import draw_pixel_rays, pixel_rays, uncomposite  # n
 from plenopack.kernels.regularizers import Regulariser, tv_grad  # noqa: E402
 from plenopack.kernels.render import GradWorkspace, render_pinhole, render_rays, render_rays_grad  # noqa: E402
 from plenopack.kernels.render_vjp import render_rays_vjp  # noqa: E402
-from plenopack.kernels.sampling import max_ray_weights, ray_weights, trilinear_sample  # noqa: E402
+from plenopack.kernels.sampling import ray_weights, trilinear_sample  # noqa: E402
 from plenopack.kernels.voxels import box_dilate, empty_links, flat_of_row, morton_coords, prune_mask  # noqa: E402
 
 __all__ = [
     "GradWorkspace", "Occupancy", "Regulariser", "all_finite", "box_dilate", "build_occupancy", "draw_pixel_rays",
-    "empty_links", "flat_of_row", "max_ray_weights", "morton_coords", "msi_colour", "msi_grad", "msi_tv_grad",
+    "empty_links", "flat_of_row", "morton_coords", "msi_colour", "msi_grad", "msi_tv_grad",
     "pixel_rays", "prune_mask", "ray_weights", "render_pinhole", "render_rays", "render_rays_grad", "render_rays_vjp",
     "rmsprop_flagged", "rmsprop_step", "sh_basis",
     "trilinear_sample", "tv_grad", "uncomposite",

@@ -174,6 +174,8 @@ def render_rays_vjp(links, density, sh, sh_degree, origins, dirs, background, gr
     return grad_density, grad_sh
 
 def max_ray_weights(links, density, sh, sh_degree, origins, dirs, step_size=0.5, stop_thresh=1e-4, near=0.0):
+    """Reference of kernels.ray_weights' maxima: each sample's weight credited to its 8 corner voxels, maximum
+    per voxel."""
     f = _forward_samples(links, density, sh, sh_degree, origins, dirs, step_size, stop_thresh, near)
     active = f["keep"] & (f["sigma_raw"] > 0)
     wts = np.where(active, f["weights"], 0.0).reshape(-1)

@@ -12,7 +12,7 @@ from numba import njit, prange
 from plenopack.kernels.device import cell_corners, grid_coord, next_sample, ray_cube_interval
 from plenopack.kernels.render import _occupancy_args
 
-MAX_WEIGHT_BUFFER_BYTES = 1 << 28  # per-chunk maxima of max_ray_weights (fewer chunks on very large grids)
+MAX_WEIGHT_BUFFER_BYTES = 1 << 28  # per-chunk buffers of ray_weights (fewer chunks on very large grids)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -146,10 +146,3 @@ def ray_weights(links, density, origins, dirs, step_size=0.5, stop_thresh=1e-4, 
                            np.float32(near), distance, block_shift, use, buf_max, buf_sum, result_max,
                            out_sum if with_sum else np.zeros(0), with_sum)
     return result_max, out_sum
-
-
-def max_ray_weights(links, density, origins, dirs, step_size=0.5, stop_thresh=1e-4, occupancy=None, near=0.0,
-                    out: np.ndarray | None = None):
-    """Per-voxel maximum sample weight w_k = T_k alpha_k over all given rays (N,) float32 (see `ray_weights`).
-    Pass ``out`` (from a previous call) to accumulate the maximum over several batches of rays."""
-    return ray_weights(links, density, origins, dirs, step_size, stop_thresh, occupancy, near, out_max=out)[0]

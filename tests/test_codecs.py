@@ -143,6 +143,38 @@ def test_vq_round_trip_and_exact_rows():
     np.testing.assert_allclose(y[top], x[top], atol=2e-3)  # float16-exact
 
 
+def test_vq_residual_stage_refines_the_rows_served_worst_and_round_trips():
+    rng = np.random.default_rng(4)
+    x = (rng.normal(size=(6000, 27)) * np.linspace(0.05, 1.0, 27)).astype(np.float32)
+    w = rng.random(6000) ** 3
+    one = vq.quantize(x, 64, w, keep_exact=0.01)
+    two = vq.quantize(x, 64, w, keep_exact=0.01, residual_rows=0.2, residual_codebook=32)
+    np.testing.assert_array_equal(two.codebook, one.codebook)  # the first stage is unchanged
+    assert len(two.residual_rows) == 1200 and not np.isin(two.residual_rows, two.exact_rows).any()
+    error = w * ((x - one.quantised()) ** 2).sum(1)
+    error[one.exact_rows] = -1.0
+    assert set(two.residual_rows) == set(np.argsort(-error, kind="stable")[:1200])  # the worst 20%, not exact
+    weighted = [float((w * ((x - s.quantised()) ** 2).sum(1))[two.residual_rows].sum()) for s in (one, two)]
+    assert weighted[1] < 0.8 * weighted[0]
+    for spec in ({}, {"entropy": "zstd", "level": 3}, {"codebook_bits": 16}):
+        spec = {"codec": "vq", "codebook": 64, "keep_exact": 0.01, "residual_rows": 0.2, "residual_codebook": 32,
+                **spec}
+        payload, desc = encode_array(x, spec, w)
+        params = desc["params"]
+        assert params["residual_rows"] == 1200 and params["residual_codebook_size"] == 32
+        assert params["residual_index_bits"] == 5 and desc["raw_length"] == vq.VQCodec().raw_length(params, 6000, 27)
+        y = decode_array(payload, desc, 6000, 27)
+        state = vq.quantize(x, 64, w, 0.01, codebook_bits=spec.get("codebook_bits", 8), residual_rows=0.2,
+                            residual_codebook=32)
+        expected = state.quantised()
+        expected[state.exact_rows] = x[state.exact_rows].astype(np.float16)
+        np.testing.assert_allclose(y, expected, atol=1e-6)
+    shuffled = np.random.default_rng(1).permutation(6000)
+    moved = two.reordered(shuffled)  # as the file writer sorts rows
+    np.testing.assert_array_equal(moved.quantised(), two.quantised()[shuffled])
+    assert np.all(np.diff(moved.residual_rows) > 0) and np.all(np.diff(moved.exact_rows) > 0)
+
+
 def test_vq_codebook_bits_8_halves_the_codebook_within_half_a_step_and_old_float16_streams_still_decode():
     rng = np.random.default_rng(5)
     x = (rng.normal(size=(4000, 27)) * np.linspace(0.05, 2.0, 27)).astype(np.float32)
@@ -151,8 +183,8 @@ def test_vq_codebook_bits_8_halves_the_codebook_within_half_a_step_and_old_float
     for bits, (raw, params) in streams.items():
         assert params.get("codebook_bits", 16) == bits  # float16: the stream of versions 1 and 2, no key
         codebook = vq.decode(raw, params, 4000, 27)
-        codebook_stored, index, _ = vq.quantize(x, 256, codebook_bits=bits)
-        np.testing.assert_array_equal(codebook, codebook_stored[index])  # rows hold the stored entries
+        state = vq.quantize(x, 256, codebook_bits=bits)
+        np.testing.assert_array_equal(codebook, state.codebook[state.index])  # rows hold the stored entries
     (raw8, p8), (raw16, p16) = streams[8], streams[16]
     assert len(raw16) - len(raw8) == 256 * 27  # 1 byte a value instead of 2 (lows and steps in the parameters)
     trained = vq.train_codebook(x, np.ones(len(x)), 256)
@@ -191,7 +223,8 @@ def test_codec_config_plans_match_perfception_methods():
 
 # ---------------------------------------------------------------- the codec registry
 
-SPEC = {"bits": 5, "codebook": 16, "keep_exact": 0.1}  # every codec takes what it needs from this
+SPEC = {"bits": 5, "codebook": 16, "keep_exact": 0.1, "residual_rows": 0.2, "residual_codebook": 8}  # every codec
+# takes what it needs from this
 
 
 def spec_for(name, **extra):
@@ -231,7 +264,10 @@ def test_every_codec_round_trips_and_its_quantizer_matches_the_file(name, cols):
                                   {"codec": "vq", "codebook": 3, "keep_exact": 1.0},
                                   {"codec": "uniform", "bits": 12, "entropy": "zstd"},
                                   {"codec": "kmeans", "bits": 3, "entropy": "zstd"},
-                                  {"codec": "vq", "codebook": 300, "keep_exact": 0.1, "entropy": "zstd"}])
+                                  {"codec": "vq", "codebook": 300, "keep_exact": 0.1, "entropy": "zstd"},
+                                  {"codec": "vq", "codebook": 64, "residual_rows": 0.5, "residual_codebook": 300},
+                                  {"codec": "vq", "codebook": 64, "residual_rows": 1.0, "residual_codebook": 16,
+                                   "entropy": "zstd"}])
 @pytest.mark.parametrize("cols", [1, 27])
 def test_decode_memory_bounds_what_decode_allocates(spec, cols):
     x = np.random.default_rng(5).normal(size=(12000, cols)).astype(np.float32)
@@ -268,6 +304,13 @@ def test_decode_memory_bounds_what_decode_allocates(spec, cols):
     ("vq", {"codebook_size": 4, "index_bits": 2, "exact_rows": 0, "codebook_bits": 8}),
     ("vq", {"codebook_size": 4, "index_bits": 2, "exact_rows": 0, "codebook_bits": 8, "codebook_low": [0.0],
             "codebook_step": [float("nan")]}),
+    ("vq", {"codebook_size": 4, "index_bits": 2, "exact_rows": 0, "residual_rows": 3}),
+    ("vq", {"codebook_size": 4, "index_bits": 2, "exact_rows": 0, "residual_rows": 11, "residual_codebook_size": 4,
+            "residual_index_bits": 2}),
+    ("vq", {"codebook_size": 4, "index_bits": 2, "exact_rows": 0, "residual_rows": 3, "residual_codebook_size": 9,
+            "residual_index_bits": 3}),
+    ("vq", {"codebook_size": 4, "index_bits": 2, "exact_rows": 0, "codebook_bits": 8, "codebook_low": [0.0],
+            "codebook_step": [1.0], "residual_rows": 3, "residual_codebook_size": 4, "residual_index_bits": 2}),
     ("kmeans", {"bits": 1, "codebook": [[0, 1]], "layout": 3}),
     ("uniform", {"bits": 8, "lo": [0.0], "scale": [1.0], "layout": "bits"}),
 ])

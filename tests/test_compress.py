@@ -5,11 +5,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from plenopack.codecs import CodecConfig
 from plenopack.compress import prepare, ray_importance
 from plenopack.evaluate import evaluate
-from plenopack.fileformat import read_plen, write_plen
+from plenopack.fileformat import read_plen, read_plen_header, write_plen
 
 
 def stored_psnr(tmp_path, grid, scene, codec, **prep):
@@ -31,20 +32,23 @@ def test_importance_pruning_drops_invisible_voxels_only(tmp_path, tiny_fit, lego
 
 def test_finetuning_recovers_quantisation_loss(tmp_path, tiny_fit, lego_small):
     imp = ray_importance(tiny_fit.grid, lego_small)
-    for codec in (CodecConfig("vq", codebook=32, entropy="zstd"), CodecConfig("sh", 2)):
+    for codec in (CodecConfig("vq", codebook=32, entropy="zstd"), CodecConfig("sh", 2),
+                  CodecConfig("vq", codebook=16, entropy="zstd", residual_rows=0.2, residual_codebook=16)):
         plain, _ = stored_psnr(tmp_path, tiny_fit.grid, lego_small, codec, importance=imp)
         codec.finetune = 150
         tuned, _ = stored_psnr(tmp_path, tiny_fit.grid, lego_small, codec, importance=imp)
         assert tuned > plain + 0.3, codec.label()
 
 
-def test_vq_state_is_stored_exactly(tmp_path, tiny_fit, lego_small):
-    codec = CodecConfig("vq", codebook=16, keep_exact=0.05, finetune=5)
+@pytest.mark.parametrize("residual_rows", [0.0, 0.2])
+def test_vq_state_is_stored_exactly(tmp_path, tiny_fit, lego_small, residual_rows):
+    codec = CodecConfig("vq", codebook=16, keep_exact=0.05, finetune=5, residual_rows=residual_rows, residual_codebook=8)
     g, imp, state = prepare(tiny_fit.grid, codec, lego_small)
+    assert len(state.residual_rows) == round(residual_rows * g.num_voxels)
     write_plen(tmp_path / "v.plen", g, {}, codec, importance=imp.codec_weights, vq_state=state)
     back = read_plen(tmp_path / "v.plen").grid
     rows = back.links[tuple(g.occupied_coords().T)]
-    np.testing.assert_allclose(back.sh[rows], g.sh, atol=2e-3)  # float16 codebook of the tuned values
+    np.testing.assert_allclose(back.sh[rows], g.sh, atol=1e-5)  # the tuned grid holds the stored codebooks
 
 
 def test_cli_compress_with_scene(tmp_path, data_dir, tiny_fit, lego_small):
@@ -60,3 +64,24 @@ def test_cli_compress_with_scene(tmp_path, data_dir, tiny_fit, lego_small):
     r = subprocess.run([sys.executable, "-m", "plenopack", "compress", str(src), "-o", str(tmp_path / "x.plen"),
                         "--finetune", "5"], capture_output=True, text=True)
     assert r.returncode == 2 and "needs the training views" in r.stderr
+
+
+def test_cli_compress_with_a_residual_vq_stage(tmp_path, tiny_fit):
+    src = tmp_path / "in.plen"
+    write_plen(src, tiny_fit.grid, {"scene": {"max_side": 40}})
+    sizes = {}
+    for rows in ("0", "0.3"):
+        out = tmp_path / f"vq{rows}.plen"
+        r = subprocess.run([sys.executable, "-m", "plenopack", "compress", str(src), "-o", str(out), "--method", "vq",
+                            "--codebook", "64", "--residual-rows", rows, "--residual-codebook", "32", "--entropy", "zstd",
+                            "--json"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        f = read_plen(out)
+        sizes[rows] = json.loads(r.stdout)["memory_mb"]
+        assert f.codec["residual_rows"] == float(rows) and f.version == (4 if rows == "0.3" else 3)
+        sh = next(a for a in read_plen_header(out)["arrays"] if a["name"] == "sh")
+        assert sh["params"].get("residual_rows", 0) == round(float(rows) * tiny_fit.grid.num_voxels)
+    assert sizes["0.3"] > sizes["0"]
+    r = subprocess.run([sys.executable, "-m", "plenopack", "compress", str(src), "-o", str(tmp_path / "x.plen"),
+                        "--method", "vq", "--residual-rows", "1.5"], capture_output=True, text=True)
+    assert r.returncode == 2 and "residual_rows must be a fraction" in r.stderr and not (tmp_path / "x.plen").exists()

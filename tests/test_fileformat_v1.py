@@ -59,8 +59,9 @@ def test_writer_still_writes_the_version_1_layout(name):
         a["codec"] in ("uniform", "kmeans", "vq") or CHANGED_DEFAULTS.get((name, a["name"])) == "uniform")]
     assert sorted(new_header) == sorted(old_header)
     for key in old_header:
-        if key == "codec":  # the codec record has gained codebook_bits since
-            assert {k: v for k, v in new_header[key].items() if k != "codebook_bits"} == old_header[key]
+        if key == "codec":  # the codec record has gained codebook_bits and the residual stage's keys since
+            gained = ("codebook_bits", "residual_rows", "residual_codebook")
+            assert {k: v for k, v in new_header[key].items() if k not in gained} == old_header[key]
         elif key != "arrays":
             assert new_header[key] == old_header[key], key
     assert len(new_header["arrays"]) == len(old_header["arrays"])
@@ -126,3 +127,28 @@ def test_8bit_vq_codebooks_are_version_3_and_a_version_2_header_with_one_is_refu
     (tmp_path / "vq8.plen").write_bytes(bytes(data))
     with pytest.raises(PlenopackError, match="8-bit vq codebook needs format version 3"):
         read_plen(tmp_path / "vq8.plen")
+
+
+def test_vq_residual_stages_are_version_4_and_a_version_3_header_with_one_is_refused(tmp_path):
+    from plenopack.errors import PlenopackError
+    from plenopack.fileformat import write_plen
+
+    grid = make_fixtures.synthetic_grid()
+    importance = np.linspace(0.0, 1.0, grid.num_voxels)
+    path = tmp_path / "residual.plen"
+    write_plen(path, grid, {"scene": {"name": "synthetic", "world_to_unit": np.eye(4)}},
+               CodecConfig("vq", codebook=64, residual_rows=0.25, residual_codebook=16, entropy="zstd"),
+               importance=importance)
+    f = read_plen(path)
+    plain = tmp_path / "plain.plen"
+    write_plen(plain, grid, {"scene": {"name": "synthetic", "world_to_unit": np.eye(4)}},
+               CodecConfig("vq", codebook=64, entropy="zstd"), importance=importance)
+    g = read_plen(plain)
+    assert f.version == 4 and g.version == 3
+    err = [np.mean(importance[:, None] * (h.grid.sh - grid.sh) ** 2) for h in (f, g)]
+    assert err[0] < err[1]
+    data = bytearray(path.read_bytes())
+    data[8:10] = (3).to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+    with pytest.raises(PlenopackError, match="residual stage needs format version 4"):
+        read_plen(path)

@@ -530,6 +530,28 @@ def test_rmsprop_restricted_to_rows_gives_the_same_result():
     assert not g.any()
 
 
+@pytest.mark.parametrize("add", [False, True])
+def test_codebook_gather_and_gradient_scatter_match_the_reference(add):
+    rng = np.random.default_rng(11)
+    n, k, c = 5000, 37, 27
+    codebook = rng.normal(size=(k, c)).astype(np.float32)
+    rows = np.sort(rng.choice(n, 3000, replace=False))
+    entries = rng.integers(0, k, len(rows))  # many rows share an entry: the scatter must not race
+    out, expected = (np.full((n, c), 0.5, np.float32) for _ in range(2))
+    K.gather_codebook_rows(out, rows, entries, codebook, add=add)
+    ref.gather_codebook_rows(expected, rows, entries, codebook, add=add)
+    np.testing.assert_array_equal(out, expected)
+    grad = rng.normal(size=(n, c)).astype(np.float32)
+    for clear in (True, False):
+        g_k, g_r = grad.copy(), grad.copy()
+        book_k, book_r = np.zeros((k, c), np.float32), np.zeros((k, c), np.float32)
+        K.scatter_codebook_gradient(book_k, rows, entries, g_k, clear=clear)
+        ref.scatter_codebook_gradient(book_r, rows, entries, g_r, clear=clear)
+        np.testing.assert_allclose(book_k, book_r, rtol=1e-5, atol=1e-4)
+        np.testing.assert_array_equal(g_k, g_r)
+        assert not g_k[rows].any() if clear else np.array_equal(g_k, grad)
+
+
 def test_rmsprop_on_flagged_rows_matches_the_reference():
     rng = np.random.default_rng(2)
     n, c = 60, 9

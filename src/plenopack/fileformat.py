@@ -3,9 +3,9 @@
 Layout (all integers little-endian; full spec in docs/format.md):
 
     0   8 bytes  magic b"PLENPACK"
-    8   u16      format version (1, 2 or 3: version 2 adds the ``bytes`` layout of integer codes, see
-                 `plenopack.codecs.bitpack`, version 3 8-bit VQ codebooks, see `plenopack.codecs.vq`; the
-                 writer uses the lowest version that holds the file)
+    8   u16      format version (1 to 4: version 2 adds the ``bytes`` layout of integer codes, see
+                 `plenopack.codecs.bitpack`, version 3 8-bit VQ codebooks and version 4 VQ residual stages, see
+                 `plenopack.codecs.vq`; the writer uses the lowest version that holds the file)
     10  u16      reserved (0)
     12  u32      header length H (bytes, at most 16 MiB)
     16  u32      CRC-32 of the header bytes
@@ -43,8 +43,8 @@ from plenopack.errors import PlenopackError
 from plenopack.grid import Grid, SphereBackground, sh_basis_count
 
 MAGIC = b"PLENPACK"
-VERSION = 3  # the newest version this plenopack writes and reads
-READABLE_VERSIONS = (1, 2, 3)
+VERSION = 4  # the newest version this plenopack writes and reads
+READABLE_VERSIONS = (1, 2, 3, 4)
 PREFIX = struct.Struct("<8sHHII")
 MAX_HEADER = 16 << 20
 MAX_RESOLUTION = 4096
@@ -132,20 +132,17 @@ def _background_rows(bg: SphereBackground) -> np.ndarray:
 
 
 def encode_grid(grid: Grid, metadata: dict, codec: CodecConfig | None = None,
-                importance: np.ndarray | None = None, vq_state: tuple | None = None) -> bytes:
+                importance: np.ndarray | None = None, vq_state: vq.VQState | None = None) -> bytes:
     """The bytes of a .plen file (deterministic for the same input).
 
-    ``vq_state``: (codebook, index per row, exact rows) in the grid's row order, stored as is (see compress.py).
+    ``vq_state``: a `plenopack.codecs.vq.VQState` of the SH in the grid's row order, stored as is (see compress.py).
     """
     codec = codec or CodecConfig()
     order, flat = sorted_rows(grid)
     reso = grid.resolution
     weights = None if importance is None else np.asarray(importance, np.float64)[order]
     if vq_state is not None:
-        codebook, idx, exact = vq_state
-        position = np.empty_like(order)
-        position[order] = np.arange(len(order))
-        vq_state = (codebook, np.asarray(idx)[order], np.sort(position[np.asarray(exact, np.int64)]))
+        vq_state = vq_state.reordered(order)
     streams: list[tuple[str, bytes, dict]] = [("positions", _encode_positions(flat, reso), {"codec": "bitfield+zstd"})]
     streams.append(("density", *encode_array(grid.density[order, None], codec.plan("density"), weights)))
     streams.append(("sh", *encode_array(grid.sh[order], codec.plan("sh"), weights, vq_state)))
@@ -186,14 +183,21 @@ def _uses_8bit_codebook(header: dict) -> bool:
                for a in header.get("arrays", []))
 
 
+def _uses_residual_vq(header: dict) -> bool:
+    return any(isinstance(a.get("params"), dict) and "residual_rows" in a["params"] for a in header.get("arrays", []))
+
+
 def _version_for(header: dict) -> int:
-    """The lowest format version that holds a file with this header: 3 when a VQ codebook is stored in 8 bits,
-    else 2 when a stream uses the ``layout`` parameter, else 1 (so that older plenopacks read what they can)."""
+    """The lowest format version that holds a file with this header: 4 when a VQ stream has a residual stage,
+    else 3 when a VQ codebook is stored in 8 bits, else 2 when a stream uses the ``layout`` parameter, else 1 (so
+    that older plenopacks read what they can)."""
+    if _uses_residual_vq(header):
+        return 4
     return 3 if _uses_8bit_codebook(header) else (2 if _uses_byte_layout(header) else 1)
 
 
 def write_plen(path: str | Path, grid: Grid, metadata: dict, codec: CodecConfig | None = None,
-               importance: np.ndarray | None = None, vq_state: tuple | None = None) -> int:
+               importance: np.ndarray | None = None, vq_state: vq.VQState | None = None) -> int:
     """Write a scene file atomically (`plenopack.atomic`). Returns its size in bytes.
 
     ``importance``: optional per-voxel weights (rows of ``grid``) that k-means and VQ codecs honour.
@@ -399,6 +403,8 @@ def _check_header(h: Any, payload_size: int, version: int = VERSION) -> None:
         raise _Invalid("a code layout parameter needs format version 2")
     if version < 3 and _uses_8bit_codebook(h):
         raise _Invalid("an 8-bit vq codebook needs format version 3")
+    if version < 4 and _uses_residual_vq(h):
+        raise _Invalid("a vq residual stage needs format version 4")
 
 
 # ---------------------------------------------------------------- reading

@@ -39,6 +39,10 @@ def compress_cmd(
     codebook_bits: int = typer.Option(8, "--codebook-bits",
                                       help="vq: codebook stored as 8-bit codes per column, or float16 (16)."),
     keep_exact: float = typer.Option(0.0, "--keep-exact", help="vq: fraction of most important voxels kept exact."),
+    residual_rows: float = typer.Option(0.0, "--residual-rows",
+                                        help="vq: fraction of voxels (those with the largest weighted VQ error) "
+                                             "given a second, residual VQ stage."),
+    residual_codebook: int = typer.Option(4096, "--residual-codebook", help="vq: entries of the residual stage."),
     clip_sh: str = typer.Option(None, "--clip-sh", help="clip: SH interval LO,HI (default -0.1,0.1)."),
     clip_density: str = typer.Option(None, "--clip-density", help="clip: density interval LO,HI (default 0,100)."),
     prune_below: float = typer.Option(0.0, "--prune-below", help="Drop voxels whose max ray weight is below this (needs --scene)."),
@@ -53,6 +57,7 @@ def compress_cmd(
 
     options = {"method": method, "bits": bits, "entropy": entropy, "zstd_level": zstd_level, "density": density,
                "codebook": codebook, "codebook_bits": codebook_bits, "keep_exact": keep_exact,
+               "residual_rows": residual_rows, "residual_codebook": residual_codebook,
                "prune_below": prune_below, "finetune": finetune}
     for key, text, name in (("clip_sh", clip_sh, "--clip-sh"), ("clip_density", clip_density, "--clip-density")):
         pair = parse_pair(text, name)

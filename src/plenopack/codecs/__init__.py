@@ -29,7 +29,8 @@ for _module in pkgutil.iter_modules(__path__):  # every codec module registers i
     importlib.import_module(f"{__name__}.{_module.name}")
 del _module
 
-from plenopack.codecs.vq import CODEBOOK_BITS, DEFAULT_CODEBOOK_BITS  # noqa: E402
+from plenopack.codecs import vq  # noqa: E402
+from plenopack.codecs.vq import CODEBOOK_BITS, DEFAULT_CODEBOOK_BITS, DEFAULT_RESIDUAL_CODEBOOK  # noqa: E402
 
 
 @dataclass
@@ -45,6 +46,8 @@ class CodecConfig:
     codebook: int = 4096
     codebook_bits: int = DEFAULT_CODEBOOK_BITS  # vq: codebook stored as 8-bit codes per column or as float16 (16)
     keep_exact: float = 0.0
+    residual_rows: float = 0.0  # vq: fraction of rows (those it serves worst) with a second, residual stage
+    residual_codebook: int = DEFAULT_RESIDUAL_CODEBOOK  # vq: entries of the residual stage's codebook
     finetune: int = 0  # steps of quantisation-aware fine-tuning (needs the training views)
     prune_below: float = 0.0  # drop voxels whose importance (max ray weight) is below this (VQRF's pruning)
 
@@ -66,6 +69,10 @@ class CodecConfig:
             raise PlenopackError("prune_below must be in [0, 1)")
         if not 2 <= self.codebook <= 65536:
             raise PlenopackError("codebook size must be 2..65536")
+        if not 0.0 <= self.residual_rows <= 1.0:
+            raise PlenopackError("residual_rows must be a fraction in [0, 1]")
+        if not 2 <= self.residual_codebook <= 65536:
+            raise PlenopackError("residual codebook size must be 2..65536")
         if self.codebook_bits not in CODEBOOK_BITS:
             raise PlenopackError(f"codebook bits must be 8 or 16, got {self.codebook_bits}")
         self.clip_sh = tuple(self.clip_sh)
@@ -77,7 +84,8 @@ class CodecConfig:
 
     def label(self) -> str:
         """Short human name, e.g. ``sh/8``, ``vq/4096+zstd``."""
-        core = f"{self.method}/{self.codebook}" if self.method == "vq" else (
+        residual = f"+{self.residual_codebook}@{self.residual_rows:g}" if self.residual_rows else ""
+        core = f"{self.method}/{self.codebook}{residual}" if self.method == "vq" else (
             self.method if self.method == "float32" else f"{self.method}/{self.bits}")
         return (core + ("+zstd" if self.entropy else "") + (f"+prune{self.prune_below:g}" if self.prune_below else "")
                 + (f"+ft{self.finetune}" if self.finetune else ""))
@@ -93,11 +101,11 @@ class CodecConfig:
 
 
 def encode_array(values: np.ndarray, spec: dict, weights: np.ndarray | None = None,
-                 vq_state: tuple | None = None) -> tuple[bytes, dict]:
+                 vq_state: vq.VQState | None = None) -> tuple[bytes, dict]:
     """Encode a 2-D float32 array (rows, channels) by ``spec``; returns the stored stream and its descriptor
     (``codec``, ``params``, ``raw_length`` and ``entropy`` when entropy-coded).
 
-    ``vq_state``: for the vq codec, a ready (codebook, indices, exact rows), e.g. after fine-tuning.
+    ``vq_state``: for the vq codec, a ready `plenopack.codecs.vq.VQState`, e.g. after fine-tuning.
     """
     try:
         codec = get_codec(spec["codec"])

@@ -10,7 +10,8 @@ quantised arrays. Methods (PeRFception's names where they come from its paper):
 - ``clip``: "clipping": values clipped to fixed intervals first (``clip_sh``, ``clip_density``,
   ``clip_background``) and those ends used instead of min/max.
 - ``kmeans``: per-channel weighted 1-D k-means with 2^bits levels on SH and background; density float16.
-- ``vq``: vector quantisation of SH vectors (``codebook`` entries, ``keep_exact`` fraction exact); background
+- ``vq``: vector quantisation of SH vectors (``codebook`` entries, ``keep_exact`` fraction exact, a residual
+  stage of ``residual_codebook`` entries on the ``residual_rows`` fraction it serves worst); background
   as kmeans; density uniform at ``bits`` (8: on lego at 800 px, 0.41 MB against float16's 1.28 MB for 769K
   voxels at the same val PSNR to 0.001 dB; uniform codes of a smooth field compress better than k-means').
 
@@ -78,7 +79,8 @@ def _kmeans(config: CodecConfig) -> dict:
 
 def _vq(config: CodecConfig) -> dict:
     return {"codec": "vq", "codebook": config.codebook, "keep_exact": config.keep_exact,
-            "codebook_bits": config.codebook_bits}
+            "codebook_bits": config.codebook_bits, "residual_rows": config.residual_rows,
+            "residual_codebook": config.residual_codebook}
 
 
 register_method("float32", Method(_fixed("float32"), _fixed("float32"), _fixed("float32"), density_override=False))

@@ -325,3 +325,18 @@ def visual_hull_counts(points, masks, intrinsics, c2w):
 def composite_over(foreground, acc, behind):
     """clip(foreground + (1 - acc) * behind, 0, 1): behind a colour (3,) or an image (H, W, 3)."""
     return np.clip(foreground + (1.0 - acc)[..., None] * np.asarray(behind, np.float32), 0.0, 1.0)
+
+
+def gather_codebook_rows(out, rows, entries, codebook, add=False):
+    """out[rows[i]] = codebook[entries[i]] (+= with add), in place."""
+    if add:
+        out[rows] += codebook[entries]
+    else:
+        out[rows] = codebook[entries]
+
+
+def scatter_codebook_gradient(grad_book, rows, entries, grad, clear=True):
+    """grad_book[entries[i]] += grad[rows[i]], then (clear) grad[rows] = 0, in place."""
+    np.add.at(grad_book, entries, grad[rows])
+    if clear:
+        grad[rows] = 0.0

@@ -1,0 +1,61 @@
+"""Codebook rows for quantisation-aware training of VQ codebooks (`plenopack.compress`).
+
+`gather_codebook_rows` writes (or adds) each listed row's codebook entry into a (N, C) array;
+`scatter_codebook_gradient` sums the listed rows' gradients into their entries (and zeroes those rows). Both
+touch every listed row once per training step (769K rows of 27 SH values on lego at 800 px), where NumPy's
+fancy-index gather and ``np.add.at`` took 0.1 and 0.57 s a step on 2 cores. One row per parallel iteration
+(gather), or one chunk of rows summing into its own copy of the codebook's gradient (scatter: rows sharing an
+entry never race), the copies added afterwards.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _gather_kernel(out, rows, entries, codebook, add):
+    cols = out.shape[1]
+    for i in prange(rows.shape[0]):
+        r = rows[i]
+        e = entries[i]
+        if add:
+            for c in range(cols):
+                out[r, c] += codebook[e, c]
+        else:
+            for c in range(cols):
+                out[r, c] = codebook[e, c]
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _scatter_kernel(buffers, rows, entries, grad, clear):
+    chunks = buffers.shape[0]
+    n = rows.shape[0]
+    cols = grad.shape[1]
+    for t in prange(chunks):
+        for i in range(n * t // chunks, n * (t + 1) // chunks):
+            r = rows[i]
+            e = entries[i]
+            for c in range(cols):
+                buffers[t, e, c] += grad[r, c]
+                if clear:
+                    grad[r, c] = 0.0
+
+
+def gather_codebook_rows(out: np.ndarray, rows: np.ndarray, entries: np.ndarray, codebook: np.ndarray,
+                         add: bool = False) -> None:
+    """``out[rows[i]] = codebook[entries[i]]`` (``+=`` with ``add``) for every i, in place. ``out`` (N, C) and
+    ``codebook`` (K, C) float32; ``rows`` distinct row numbers, ``entries`` their codebook entries (int64)."""
+    _gather_kernel(out, np.asarray(rows, np.int64), np.asarray(entries, np.int64), codebook, add)
+
+
+def scatter_codebook_gradient(grad_book: np.ndarray, rows: np.ndarray, entries: np.ndarray, grad: np.ndarray,
+                              clear: bool = True) -> None:
+    """``grad_book[entries[i]] += grad[rows[i]]`` for every i, then with ``clear`` ``grad[rows] = 0``, in place
+    (the gradient of rows that hold codebook entries moves to the entries). ``grad_book`` (K, C) and ``grad``
+    (N, C) float32; ``rows`` distinct row numbers."""
+    buffers = np.zeros((numba.get_num_threads(), *grad_book.shape), np.float32)
+    _scatter_kernel(buffers, np.asarray(rows, np.int64), np.asarray(entries, np.int64), grad, clear)
+    grad_book += buffers.sum(axis=0)

@@ -85,3 +85,38 @@ def test_cli_compress_with_a_residual_vq_stage(tmp_path, tiny_fit):
     r = subprocess.run([sys.executable, "-m", "plenopack", "compress", str(src), "-o", str(tmp_path / "x.plen"),
                         "--method", "vq", "--residual-rows", "1.5"], capture_output=True, text=True)
     assert r.returncode == 2 and "residual_rows must be a fraction" in r.stderr and not (tmp_path / "x.plen").exists()
+
+
+def test_view_metric_is_the_mean_squared_colour_error_over_the_training_directions(lego_small):
+    from plenopack.compress import view_metric
+    from plenopack.fit import TrainingRays
+    from plenopack.kernels import sh_basis
+
+    metric = view_metric(lego_small, 2)
+    assert metric.shape == (27, 27) and np.allclose(metric, metric.T)
+    assert np.all(np.linalg.eigvalsh(metric) > 0) and abs(metric[0, 0] - 1.0) < 1e-6  # DC: Y_0^2 * 4 pi = 1
+    np.testing.assert_array_equal(metric[9:18, 9:18], metric[:9, :9])  # one block per colour channel
+    assert not metric[:9, 9:].any()
+    rays = TrainingRays(lego_small)
+    basis = sh_basis(2, rays.rays(np.arange(rays.count))[1]).astype(np.float64)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        error = rng.normal(size=27)
+        colour_error = np.stack([basis @ error[c * 9:(c + 1) * 9] for c in range(3)], axis=1)
+        assert abs(error @ metric @ error / (4 * np.pi * np.mean(np.sum(colour_error ** 2, axis=1))) - 1) < 0.02
+
+
+def test_vq_in_a_metric_lowers_the_error_that_metric_measures():
+    from plenopack.codecs import vq
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(4000, 6)).astype(np.float32)
+    mix = rng.normal(size=(6, 6))
+    metric = mix @ mix.T + np.diag([50.0, 1, 1, 1, 1, 0.1])
+    errors = {}
+    for name, m in (("euclidean", None), ("metric", metric)):
+        state = vq.quantize(x, 32, metric=m, residual_rows=0.2, residual_codebook=16)
+        e = x - state.quantised()
+        errors[name] = (np.mean(np.sum(e ** 2, axis=1)), np.mean(np.einsum("ij,jk,ik->i", e, metric, e)))
+    assert errors["metric"][1] < 0.9 * errors["euclidean"][1]  # better where the metric looks
+    assert errors["euclidean"][0] < errors["metric"][0]  # and worse in plain squared error

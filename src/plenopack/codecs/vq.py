@@ -153,11 +153,25 @@ def train_codebook(x: np.ndarray, weights: np.ndarray, k: int, iterations: int =
 
 def quantize(values: np.ndarray, codebook_size: int, weights: np.ndarray | None = None, keep_exact: float = 0.0,
              seed: int = 0, codebook_bits: int = DEFAULT_CODEBOOK_BITS, residual_rows: float = 0.0,
-             residual_codebook: int = DEFAULT_RESIDUAL_CODEBOOK) -> VQState:
+             residual_codebook: int = DEFAULT_RESIDUAL_CODEBOOK, metric: np.ndarray | None = None) -> VQState:
     """The `VQState` of these values: the ``keep_exact`` fraction of rows with the largest weights exact, the
     rest assigned to a ``codebook_size``-entry codebook; then the ``residual_rows`` fraction of all rows (among
     those not exact) with the largest weighted error get a ``residual_codebook``-entry second stage. Codebooks
-    as stored with ``codebook_bits``."""
+    as stored with ``codebook_bits``.
+
+    ``metric``: an optional symmetric positive-definite (C, C) matrix M; errors are then measured as
+    e^T M e instead of |e|^2 (codebooks trained and rows assigned in the frame x L, M = L L^T; the codebooks are
+    stored in the values' own frame)."""
+    if metric is not None:
+        lower = np.linalg.cholesky(np.asarray(metric, np.float64))
+        state = quantize((np.asarray(values, np.float64) @ lower).astype(np.float32), codebook_size, weights,
+                         keep_exact, seed, 16, residual_rows, residual_codebook)
+        back = np.linalg.inv(lower)
+        state.codebook = stored_codebook((state.codebook @ back).astype(np.float32), codebook_bits)
+        if state.residual_codebook is not None:
+            state.residual_codebook = stored_codebook((state.residual_codebook @ back).astype(np.float32),
+                                                      codebook_bits)
+        return state
     x = np.asarray(values, dtype=np.float32)
     n, c = x.shape
     w = np.ones(n) if weights is None else np.maximum(np.asarray(weights, np.float64), 1e-12)

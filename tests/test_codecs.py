@@ -175,6 +175,20 @@ def test_vq_residual_stage_refines_the_rows_served_worst_and_round_trips():
     assert np.all(np.diff(moved.residual_rows) > 0) and np.all(np.diff(moved.exact_rows) > 0)
 
 
+def test_vq_prefer_runs_shrinks_the_entropy_coded_indices_for_a_small_error():
+    rng = np.random.default_rng(8)
+    field = np.cumsum(rng.normal(size=(20000, 6)), axis=0) * 0.05  # a smooth field: neighbours are alike
+    x = (field + rng.normal(0, 0.05, field.shape)).astype(np.float32)
+    w = rng.random(len(x))
+    sizes, errors = {}, {}
+    for lam in (0.0, 2.0):
+        spec = {"codec": "vq", "codebook": 256, "prefer_runs": lam, "entropy": "zstd", "level": 19}
+        payload, desc = encode_array(x, spec, w)
+        y = decode_array(payload, desc, len(x), 6)
+        sizes[lam], errors[lam] = len(payload), float(np.sum(w * ((x - y) ** 2).sum(1)))
+    assert sizes[2.0] < 0.95 * sizes[0.0] and errors[0.0] < errors[2.0] < 1.5 * errors[0.0]
+
+
 def test_vq_codebook_bits_8_halves_the_codebook_within_half_a_step_and_old_float16_streams_still_decode():
     rng = np.random.default_rng(5)
     x = (rng.normal(size=(4000, 27)) * np.linspace(0.05, 2.0, 27)).astype(np.float32)

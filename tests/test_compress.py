@@ -120,3 +120,18 @@ def test_vq_in_a_metric_lowers_the_error_that_metric_measures():
         errors[name] = (np.mean(np.sum(e ** 2, axis=1)), np.mean(np.einsum("ij,jk,ik->i", e, metric, e)))
     assert errors["metric"][1] < 0.9 * errors["euclidean"][1]  # better where the metric looks
     assert errors["euclidean"][0] < errors["metric"][0]  # and worse in plain squared error
+
+
+def test_reencoded_files_keep_a_thinned_fit_log_and_say_where_they_came_from():
+    from plenopack.pipeline import REENCODED_LOG_ENTRIES, reencoded_metadata
+
+    log = [{"step": 50 * (i + 1), "psnr": 20.0 + i / 100} for i in range(660)]
+    metadata = {"fit": {"seconds": 3.0, "log": log, "preset": "blender"}, "evaluation": {"psnr": 1.0}, "scene": {}}
+    out = reencoded_metadata(metadata, "float.plen", 123)
+    kept = out["fit"]["log"]
+    assert len(kept) == REENCODED_LOG_ENTRIES and kept[0] == log[0] and kept[-1] == log[-1]
+    assert [e["step"] for e in kept] == sorted(e["step"] for e in kept)
+    assert out["compressed_from"] == {"file": "float.plen", "bytes": 123} and "evaluation" not in out
+    assert metadata["fit"]["log"] is log and len(log) == 660  # the source's metadata is untouched
+    short = reencoded_metadata({"fit": {"log": log[:5]}}, "a.plen", 1)
+    assert short["fit"]["log"] == log[:5]

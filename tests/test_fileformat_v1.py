@@ -60,7 +60,7 @@ def test_writer_still_writes_the_version_1_layout(name):
     assert sorted(new_header) == sorted(old_header)
     for key in old_header:
         if key == "codec":  # the codec record has gained codebook_bits and the residual stage's keys since
-            gained = ("codebook_bits", "residual_rows", "residual_codebook")
+            gained = ("codebook_bits", "residual_rows", "residual_codebook", "prefer_runs")
             assert {k: v for k, v in new_header[key].items() if k not in gained} == old_header[key]
         elif key != "arrays":
             assert new_header[key] == old_header[key], key

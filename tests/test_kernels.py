@@ -552,6 +552,23 @@ def test_codebook_gather_and_gradient_scatter_match_the_reference(add):
         assert not g_k[rows].any() if clear else np.array_equal(g_k, grad)
 
 
+def test_prefer_runs_matches_the_reference_and_only_trades_small_errors_for_runs():
+    rng = np.random.default_rng(12)
+    codebook = rng.normal(size=(16, 5)).astype(np.float32)
+    index = np.repeat(rng.integers(0, 16, 300), rng.integers(1, 4, 300))[:600]
+    values = (codebook[index] + rng.normal(0, 0.3, (len(index), 5))).astype(np.float32)
+    nearest = np.argmin(((values[:, None] - codebook[None]) ** 2).sum(-1), axis=1)
+    weights = rng.random(len(index)) + 0.5
+    for threshold in (0.0, 0.5, 2.0):
+        got = K.prefer_runs(values, codebook, nearest, weights, threshold)
+        np.testing.assert_array_equal(got, ref.prefer_runs(values, codebook, nearest, weights, threshold))
+        extra = weights * (((values - codebook[got]) ** 2).sum(1) - ((values - codebook[nearest]) ** 2).sum(1))
+        assert np.all(extra < max(threshold, 1e-9)) and np.all((got == nearest) | (got == np.r_[-1, got[:-1]]))
+    runs = [np.mean(K.prefer_runs(values, codebook, nearest, weights, t)[1:] == K.prefer_runs(
+        values, codebook, nearest, weights, t)[:-1]) for t in (0.0, 2.0)]
+    assert runs[1] > runs[0]
+
+
 def test_rmsprop_on_flagged_rows_matches_the_reference():
     rng = np.random.default_rng(2)
     n, c = 60, 9

@@ -31,6 +31,7 @@ from plenopack.progress import ProgressCallback, report
 
 FINETUNE_LR_SIGMA = 1.0  # constant learning rates of fine-tuning (the fit's final rates are far lower for SH)
 FINETUNE_LR_SH = 1e-3
+FINETUNE_LR_SH_FINAL = 1e-3
 
 
 @dataclass
@@ -87,10 +88,17 @@ def view_metric(scene, sh_degree: int, seed: int = 0) -> np.ndarray:
 
 
 def vq_state(grid: Grid, spec: dict, weights: np.ndarray | None, metric: np.ndarray | None = None) -> vq.VQState:
-    """The VQ quantisation of a grid's SH by a vq codec spec (`CodecConfig.plan`)."""
-    return vq.quantize(grid.sh, spec["codebook"], weights, spec.get("keep_exact", 0.0),
-                       codebook_bits=vq.spec_codebook_bits(spec), residual_rows=spec.get("residual_rows", 0.0),
-                       residual_codebook=spec.get("residual_codebook", vq.DEFAULT_RESIDUAL_CODEBOOK), metric=metric)
+    """The VQ quantisation of a grid's SH by a vq codec spec (`CodecConfig.plan`), rows taken in the file's
+    order (`Grid.raster_order`: what ``prefer_runs`` looks along), returned in the grid's."""
+    order, _ = grid.raster_order()
+    state = vq.quantize(grid.sh[order], spec["codebook"], None if weights is None else np.asarray(weights)[order],
+                        spec.get("keep_exact", 0.0), codebook_bits=vq.spec_codebook_bits(spec),
+                        residual_rows=spec.get("residual_rows", 0.0),
+                        residual_codebook=spec.get("residual_codebook", vq.DEFAULT_RESIDUAL_CODEBOOK), metric=metric,
+                        prefer_runs=spec.get("prefer_runs", 0.0))
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    return state.reordered(back)
 
 
 def _fixed_quantizer(values: np.ndarray, spec: dict, weights: np.ndarray | None):
@@ -109,7 +117,7 @@ class FixedQuantizer:
         return (np.ascontiguousarray(self.q_density(density[:, None])[:, 0], np.float32),
                 np.ascontiguousarray(self.q_sh(sh), np.float32))
 
-    def route_sh_gradient(self, grad_sh: np.ndarray) -> None:
+    def route_sh_gradient(self, grad_sh: np.ndarray, lr_sh: float) -> None:
         """The float SH are the parameters: nothing to route."""
 
 
@@ -118,7 +126,7 @@ class CodebookQuantizer:
     plus their residual entry where they have a residual stage; a row's SH gradient is summed into each entry it
     holds, and RMSProp updates both codebooks (indices fixed)."""
 
-    def __init__(self, q_density, state: vq.VQState, num_rows: int, lr: float, beta: float):
+    def __init__(self, q_density, state: vq.VQState, num_rows: int, beta: float):
         self.q_density = q_density
         residual_codebook = None if state.residual_codebook is None else state.residual_codebook.astype(np.float32)
         self.state = vq.VQState(state.codebook.astype(np.float32), state.index, state.exact_rows, residual_codebook,
@@ -129,7 +137,7 @@ class CodebookQuantizer:
         self.quantised_entries = np.asarray(state.index, np.int64)[self.quantised_rows]
         self.avg = np.zeros_like(self.state.codebook)
         self.residual_avg = None if residual_codebook is None else np.zeros_like(residual_codebook)
-        self.lr, self.beta = lr, beta
+        self.beta = beta
 
     def values(self, density: np.ndarray, sh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         state = self.state  # the float SH of quantised rows are their codebook entries
@@ -139,16 +147,16 @@ class CodebookQuantizer:
                                          add=True)
         return np.ascontiguousarray(self.q_density(density[:, None])[:, 0], np.float32), sh
 
-    def route_sh_gradient(self, grad_sh: np.ndarray) -> None:
+    def route_sh_gradient(self, grad_sh: np.ndarray, lr_sh: float) -> None:
         state = self.state
         if len(state.residual_rows):  # before the rows' gradient moves to their first-stage entries
             grad_residual = np.zeros_like(state.residual_codebook)
             kernels.scatter_codebook_gradient(grad_residual, state.residual_rows, state.residual_index, grad_sh,
                                               clear=False)
-            kernels.rmsprop_step(state.residual_codebook, grad_residual, self.residual_avg, self.lr, self.beta)
+            kernels.rmsprop_step(state.residual_codebook, grad_residual, self.residual_avg, lr_sh, self.beta)
         grad_book = np.zeros_like(state.codebook)
         kernels.scatter_codebook_gradient(grad_book, self.quantised_rows, self.quantised_entries, grad_sh)
-        kernels.rmsprop_step(state.codebook, grad_book, self.avg, self.lr, self.beta)
+        kernels.rmsprop_step(state.codebook, grad_book, self.avg, lr_sh, self.beta)
 
 
 def finetune(grid: Grid, scene, codec: CodecConfig, steps: int, weights: np.ndarray | None = None,
@@ -164,7 +172,7 @@ def finetune(grid: Grid, scene, codec: CodecConfig, steps: int, weights: np.ndar
     """
     base = fit_config or FitConfig()
     config = base.replace(lr_sigma=FINETUNE_LR_SIGMA, lr_sigma_final=FINETUNE_LR_SIGMA, lr_sigma_delay_steps=0,
-                          lr_sh=FINETUNE_LR_SH, lr_sh_final=FINETUNE_LR_SH, seed=seed)
+                          lr_sh=FINETUNE_LR_SH, lr_sh_final=FINETUNE_LR_SH_FINAL, seed=seed)
     tuned = Grid(grid.links, grid.density.copy(), grid.sh.copy(), grid.sh_degree, grid.background)
     if tuned.background is not None:
         tuned.background = type(tuned.background)(tuned.background.layers.copy(), tuned.background.radii,
@@ -175,7 +183,7 @@ def finetune(grid: Grid, scene, codec: CodecConfig, steps: int, weights: np.ndar
     sh_spec = codec.plan("sh")
     if sh_spec["codec"] == "vq":
         state = state if state is not None else vq_state(tuned, sh_spec, weights)
-        quantizer = CodebookQuantizer(q_density, state, tuned.num_voxels, FINETUNE_LR_SH, config.rmsprop_beta)
+        quantizer = CodebookQuantizer(q_density, state, tuned.num_voxels, config.rmsprop_beta)
     else:
         quantizer = FixedQuantizer(q_density, _fixed_quantizer(tuned.sh, sh_spec, weights))
     trainer = Trainer.for_scene(scene, tuned, config, np.random.default_rng(seed), quantizer)

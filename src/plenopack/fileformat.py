@@ -88,14 +88,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def sorted_rows(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    """Row order that sorts voxels by flat index, and the sorted flat indices."""
-    coords = grid.occupied_coords().astype(np.int64)
-    flat = np.ravel_multi_index(tuple(coords.T), grid.links.shape) if len(coords) else np.zeros(0, np.int64)
-    order = np.argsort(flat, kind="stable")
-    return order, flat[order]
-
-
 def _encode_positions(flat_sorted: np.ndarray, reso: int) -> bytes:
     bits = np.zeros(reso ** 3, dtype=np.uint8)
     bits[flat_sorted] = 1
@@ -138,7 +130,7 @@ def encode_grid(grid: Grid, metadata: dict, codec: CodecConfig | None = None,
     ``vq_state``: a `plenopack.codecs.vq.VQState` of the SH in the grid's row order, stored as is (see compress.py).
     """
     codec = codec or CodecConfig()
-    order, flat = sorted_rows(grid)
+    order, flat = grid.raster_order()
     reso = grid.resolution
     weights = None if importance is None else np.asarray(importance, np.float64)[order]
     if vq_state is not None:

@@ -153,6 +153,14 @@ class Grid:
         return Grid.from_coords(self.resolution, self.occupied_coords()[rows], self.density[rows], self.sh[rows],
                                 self.sh_degree, self.background)
 
+    def raster_order(self) -> tuple[np.ndarray, np.ndarray]:
+        """The row order that sorts voxels by flat index i*R*R + j*R + k (the order of `.plen` files), and the
+        sorted flat indices (both int64 (N,))."""
+        coords = self.occupied_coords().astype(np.int64)
+        flat = np.ravel_multi_index(tuple(coords.T), self.links.shape) if len(coords) else np.zeros(0, np.int64)
+        order = np.argsort(flat, kind="stable")
+        return order, flat[order]
+
     def occupied_coords(self) -> np.ndarray:
         """(N, 3) int32 voxel coordinates (i, j, k) ordered by their row in the compact arrays."""
         idx = np.flatnonzero(self.links.reshape(-1) >= 0)

@@ -228,15 +228,15 @@ class Sweep:
 
     def run_row(self, path: Path, spec: RowSpec, key: str) -> dict:
         from plenopack.fileformat import read_plen, read_plen_header
-        from plenopack.pipeline import encode_to_file, evaluate_file
+        from plenopack.pipeline import encode_to_file, evaluate_file, reencoded_metadata
 
         scene = self.scene(path)
         fit_path, importance = self.fitted(path, spec)
         stored = self.cache / f"{fit_path.stem}-{spec.codec.label().replace('/', '_')}-{_short_hash(spec.codec.to_dict())}.plen"
         if not stored.exists():
             f = read_plen(fit_path)
-            metadata = {**f.metadata, "compressed_from": {"file": fit_path.name, "bytes": f.nbytes}}
-            encode_to_file(stored, f.grid, metadata, spec.codec, scene, importance, self.progress)
+            encode_to_file(stored, f.grid, reencoded_metadata(f.metadata, fit_path.name, f.nbytes), spec.codec, scene,
+                           importance, self.progress)
         ev = evaluate_file(stored, scene, lpips=self.lpips, lpips_net=self.lpips_net, progress=self.progress)
         header = read_plen_header(stored)
         return {"scene": scene.name, "experiment": spec.experiment, "method": spec.label, "codec": spec.codec.label(),

@@ -43,6 +43,9 @@ def compress_cmd(
                                         help="vq: fraction of voxels (those with the largest weighted VQ error) "
                                              "given a second, residual VQ stage."),
     residual_codebook: int = typer.Option(4096, "--residual-codebook", help="vq: entries of the residual stage."),
+    prefer_runs: float = typer.Option(0.0, "--prefer-runs",
+                                      help="vq: lambda >= 0; a voxel takes its predecessor's entry when that costs "
+                                           "less than lambda x the median weighted error (smaller indices after zstd)."),
     clip_sh: str = typer.Option(None, "--clip-sh", help="clip: SH interval LO,HI (default -0.1,0.1)."),
     clip_density: str = typer.Option(None, "--clip-density", help="clip: density interval LO,HI (default 0,100)."),
     prune_below: float = typer.Option(0.0, "--prune-below", help="Drop voxels whose max ray weight is below this (needs --scene)."),
@@ -57,7 +60,7 @@ def compress_cmd(
 
     options = {"method": method, "bits": bits, "entropy": entropy, "zstd_level": zstd_level, "density": density,
                "codebook": codebook, "codebook_bits": codebook_bits, "keep_exact": keep_exact,
-               "residual_rows": residual_rows, "residual_codebook": residual_codebook,
+               "residual_rows": residual_rows, "residual_codebook": residual_codebook, "prefer_runs": prefer_runs,
                "prune_below": prune_below, "finetune": finetune}
     for key, text, name in (("clip_sh", clip_sh, "--clip-sh"), ("clip_density", clip_density, "--clip-density")):
         pair = parse_pair(text, name)

@@ -48,6 +48,7 @@ class CodecConfig:
     keep_exact: float = 0.0
     residual_rows: float = 0.0  # vq: fraction of rows (those it serves worst) with a second, residual stage
     residual_codebook: int = DEFAULT_RESIDUAL_CODEBOOK  # vq: entries of the residual stage's codebook
+    prefer_runs: float = 0.0  # vq: rate-distortion lambda for runs of equal indices (0: nearest entry)
     finetune: int = 0  # steps of quantisation-aware fine-tuning (needs the training views)
     prune_below: float = 0.0  # drop voxels whose importance (max ray weight) is below this (VQRF's pruning)
 
@@ -73,6 +74,8 @@ class CodecConfig:
             raise PlenopackError("residual_rows must be a fraction in [0, 1]")
         if not 2 <= self.residual_codebook <= 65536:
             raise PlenopackError("residual codebook size must be 2..65536")
+        if not 0.0 <= self.prefer_runs < float("inf"):
+            raise PlenopackError("prefer_runs must be a finite number >= 0")
         if self.codebook_bits not in CODEBOOK_BITS:
             raise PlenopackError(f"codebook bits must be 8 or 16, got {self.codebook_bits}")
         self.clip_sh = tuple(self.clip_sh)

@@ -80,7 +80,7 @@ def _kmeans(config: CodecConfig) -> dict:
 def _vq(config: CodecConfig) -> dict:
     return {"codec": "vq", "codebook": config.codebook, "keep_exact": config.keep_exact,
             "codebook_bits": config.codebook_bits, "residual_rows": config.residual_rows,
-            "residual_codebook": config.residual_codebook}
+            "residual_codebook": config.residual_codebook, "prefer_runs": config.prefer_runs}
 
 
 register_method("float32", Method(_fixed("float32"), _fixed("float32"), _fixed("float32"), density_override=False))

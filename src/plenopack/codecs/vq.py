@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from plenopack import kernels
 from plenopack.codecs import bitpack
 from plenopack.codecs.base import ArrayCodec, register_codec, require_int, require_keys, require_numbers
 
@@ -153,11 +154,19 @@ def train_codebook(x: np.ndarray, weights: np.ndarray, k: int, iterations: int =
 
 def quantize(values: np.ndarray, codebook_size: int, weights: np.ndarray | None = None, keep_exact: float = 0.0,
              seed: int = 0, codebook_bits: int = DEFAULT_CODEBOOK_BITS, residual_rows: float = 0.0,
-             residual_codebook: int = DEFAULT_RESIDUAL_CODEBOOK, metric: np.ndarray | None = None) -> VQState:
+             residual_codebook: int = DEFAULT_RESIDUAL_CODEBOOK, metric: np.ndarray | None = None,
+             prefer_runs: float = 0.0) -> VQState:
     """The `VQState` of these values: the ``keep_exact`` fraction of rows with the largest weights exact, the
     rest assigned to a ``codebook_size``-entry codebook; then the ``residual_rows`` fraction of all rows (among
     those not exact) with the largest weighted error get a ``residual_codebook``-entry second stage. Codebooks
     as stored with ``codebook_bits``.
+
+    ``prefer_runs`` (lambda >= 0): before the residual stage, a row (in the given order, the file's) takes the
+    entry of the row before it when that raises its weighted error by less than lambda times the median
+    weighted error of the rows (`plenopack.kernels.prefer_runs`): longer runs of equal indices for zstd. On the
+    lego800 blender fit (16,384 entries, view metric) lambda 2 makes 50% of rows share their predecessor's
+    entry instead of 35%, the indices 51 KB smaller (624 -> 572 KB), for 1.03x the weighted error and
+    -0.014 dB (first 20 val views).
 
     ``metric``: an optional symmetric positive-definite (C, C) matrix M; errors are then measured as
     e^T M e instead of |e|^2 (codebooks trained and rows assigned in the frame x L, M = L L^T; the codebooks are
@@ -165,7 +174,7 @@ def quantize(values: np.ndarray, codebook_size: int, weights: np.ndarray | None 
     if metric is not None:
         lower = np.linalg.cholesky(np.asarray(metric, np.float64))
         state = quantize((np.asarray(values, np.float64) @ lower).astype(np.float32), codebook_size, weights,
-                         keep_exact, seed, 16, residual_rows, residual_codebook)
+                         keep_exact, seed, 16, residual_rows, residual_codebook, prefer_runs=prefer_runs)
         back = np.linalg.inv(lower)
         state.codebook = stored_codebook((state.codebook @ back).astype(np.float32), codebook_bits)
         if state.residual_codebook is not None:
@@ -183,8 +192,12 @@ def quantize(values: np.ndarray, codebook_size: int, weights: np.ndarray | None 
     codebook = stored_codebook(codebook, codebook_bits)
     idx = np.zeros(n, np.int64)
     idx[rest] = _nearest(x[rest], codebook)
-    state = VQState(codebook, idx, exact_rows)
     candidates = np.flatnonzero(rest)
+    if prefer_runs > 0 and len(candidates):
+        error = w[candidates] * ((x[candidates] - codebook[idx[candidates]]) ** 2).sum(1)
+        idx[candidates] = kernels.prefer_runs(x[candidates], codebook, idx[candidates], w[candidates],
+                                              prefer_runs * float(np.median(error)))
+    state = VQState(codebook, idx, exact_rows)
     n_residual = min(int(round(residual_rows * n)), len(candidates))
     if n_residual > 0:
         error = w[candidates] * ((x[candidates] - codebook[idx[candidates]]) ** 2).sum(1)
@@ -284,8 +297,8 @@ def _validate_codebook(params: dict, size_key: str, bits_key: str, what: str, co
 
 class VQCodec(ArrayCodec):
     """Spec: ``codebook`` (entries, 2..65536), ``keep_exact`` (fraction of rows stored exactly),
-    ``codebook_bits`` (8 or 16, default 8), ``residual_rows`` (fraction of rows with a residual stage, default 0)
-    and ``residual_codebook`` (its entries, default 4096)."""
+    ``codebook_bits`` (8 or 16, default 8), ``residual_rows`` (fraction of rows with a residual stage, default 0),
+    ``residual_codebook`` (its entries, default 4096) and ``prefer_runs`` (lambda of `quantize`, default 0)."""
 
     name = "vq"
     scalar = False
@@ -293,7 +306,8 @@ class VQCodec(ArrayCodec):
     def _quantize(self, values, spec, weights):
         return quantize(values, spec["codebook"], weights, spec.get("keep_exact", 0.0),
                         codebook_bits=spec_codebook_bits(spec), residual_rows=spec.get("residual_rows", 0.0),
-                        residual_codebook=spec.get("residual_codebook", DEFAULT_RESIDUAL_CODEBOOK))
+                        residual_codebook=spec.get("residual_codebook", DEFAULT_RESIDUAL_CODEBOOK),
+                        prefer_runs=spec.get("prefer_runs", 0.0))
 
     def encode(self, values, spec, weights=None, state=None):
         state = state if state is not None else self._quantize(values, spec, weights)

@@ -33,8 +33,9 @@ class ValueQuantizer(Protocol):
     def values(self, density: np.ndarray, sh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The (density (N,), sh (N, C)) float32 values the forward pass renders."""
 
-    def route_sh_gradient(self, grad_sh: np.ndarray) -> None:
-        """Take the SH gradient rows that train the quantizer's own parameters (zeroing them in ``grad_sh``)."""
+    def route_sh_gradient(self, grad_sh: np.ndarray, lr_sh: float) -> None:
+        """Take the SH gradient rows that train the quantizer's own parameters (zeroing them in ``grad_sh``),
+        updating those at the step's SH learning rate ``lr_sh``."""
 
 
 def learning_rate(start: float, end: float, step: int, horizon: int, delay_steps: int = 0,
@@ -142,11 +143,11 @@ class Trainer:
             self.regulariser(counter_rng.stream_key(self.seed, step, counter_rng.VOXELS), grid.density,
                              self.grad_density, cfg.lambda_tv * tv_scale, grid.sh, self.grad_sh,
                              cfg.lambda_tv_sh * tv_scale, cfg.lambda_sparsity, self.row_flags)
-        if self.quantizer is not None:
-            self.quantizer.route_sh_gradient(self.grad_sh)
         lr_sigma = learning_rate(cfg.lr_sigma, cfg.lr_sigma_final, step, horizon, cfg.lr_sigma_delay_steps,
                                  cfg.lr_sigma_delay_mult)
         lr_sh = learning_rate(cfg.lr_sh, cfg.lr_sh_final, step, horizon)
+        if self.quantizer is not None:
+            self.quantizer.route_sh_gradient(self.grad_sh, lr_sh)
         kernels.rmsprop_flagged(grid.density, self.grad_density, self.avg_density, lr_sigma, grid.sh, self.grad_sh,
                                 self.avg_sh, lr_sh, self.row_flags, cfg.rmsprop_beta)
         return mse

@@ -59,3 +59,35 @@ def scatter_codebook_gradient(grad_book: np.ndarray, rows: np.ndarray, entries: 
     buffers = np.zeros((numba.get_num_threads(), *grad_book.shape), np.float32)
     _scatter_kernel(buffers, np.asarray(rows, np.int64), np.asarray(entries, np.int64), grad, clear)
     grad_book += buffers.sum(axis=0)
+
+
+@njit(fastmath=True, cache=True)
+def _prefer_runs_kernel(values, codebook, index, weights, threshold, out):
+    # sequential by nature: each row looks at the entry its predecessor ended with
+    cols = values.shape[1]
+    out[0] = index[0]
+    for i in range(1, index.shape[0]):
+        previous = out[i - 1]
+        best = index[i]
+        if previous == best:
+            out[i] = best
+            continue
+        extra = 0.0
+        for c in range(cols):
+            a = values[i, c] - codebook[previous, c]
+            b = values[i, c] - codebook[best, c]
+            extra += a * a - b * b
+        out[i] = previous if weights[i] * extra < threshold else best
+
+
+def prefer_runs(values: np.ndarray, codebook: np.ndarray, index: np.ndarray, weights: np.ndarray,
+                threshold: float) -> np.ndarray:
+    """Rate-distortion re-assignment of VQ indices (N,) in row order: a row takes the entry its predecessor
+    ended with when that raises its weighted squared error ``weights[i] * |x - entry|^2`` by less than
+    ``threshold``, else keeps its own. Runs of equal indices are what an entropy coder shrinks. ``values`` (N, C)
+    and ``codebook`` (K, C) float32, ``weights`` (N,) float64. Returns the new indices (int64)."""
+    out = np.empty(len(index), np.int64)
+    if len(index):
+        _prefer_runs_kernel(values, codebook, np.asarray(index, np.int64), np.asarray(weights, np.float64),
+                            float(threshold), out)
+    return out

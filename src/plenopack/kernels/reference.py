@@ -340,3 +340,13 @@ def scatter_codebook_gradient(grad_book, rows, entries, grad, clear=True):
     np.add.at(grad_book, entries, grad[rows])
     if clear:
         grad[rows] = 0.0
+
+
+def prefer_runs(values, codebook, index, weights, threshold):
+    """VQ indices re-assigned in row order: a row takes its predecessor's entry when its weighted squared error
+    rises by less than threshold."""
+    out = np.array(index, np.int64)
+    for i in range(1, len(out)):
+        extra = np.sum((values[i] - codebook[out[i - 1]]) ** 2) - np.sum((values[i] - codebook[index[i]]) ** 2)
+        out[i] = out[i - 1] if weights[i] * extra < threshold else index[i]
+    return out

@@ -37,8 +37,10 @@ from plenopack import kernels
 from plenopack.codecs import bitpack
 from plenopack.codecs.base import ArrayCodec, register_codec, require_int, require_keys, require_numbers
 
-TRAIN_SAMPLE = 262144  # rows drawn (by importance) to train the codebook on. lego 800 px, 769K voxels, 4096
-# entries, no fine-tuning: 65,536 -> 262,144 rows +0.03 dB val PSNR, 786,432 rows no further gain
+TRAIN_SAMPLE = 262144  # rows drawn (by importance) to train the codebook on, at least. lego 800 px, 769K voxels,
+# 4096 entries, no fine-tuning: 65,536 -> 262,144 rows +0.03 dB val PSNR, 786,432 rows no further gain
+SAMPLES_PER_ENTRY = 48  # and at least this many per entry (up to the row count): with 16,384 entries, 262,144
+# rows are 16 per entry; weighted Lloyd on all 769K rows instead cut the weighted error 5% (+0.03 dB, 20 val views)
 MAX_CODEBOOK = 65536
 CODEBOOK_BITS = (8, 16)
 DEFAULT_CODEBOOK_BITS = 8  # of a codec spec that names none
@@ -135,7 +137,7 @@ def _nearest(x: np.ndarray, codebook: np.ndarray, chunk: int = 32768) -> np.ndar
 def train_codebook(x: np.ndarray, weights: np.ndarray, k: int, iterations: int = 10, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     p = weights / weights.sum()
-    sample_idx = rng.choice(len(x), size=min(TRAIN_SAMPLE, len(x)), replace=True, p=p)
+    sample_idx = rng.choice(len(x), size=min(max(TRAIN_SAMPLE, SAMPLES_PER_ENTRY * k), len(x)), replace=True, p=p)
     xs = x[sample_idx].astype(np.float32)
     k = min(k, len(np.unique(xs, axis=0)))
     codebook = xs[rng.choice(len(xs), size=k, replace=False)].copy()

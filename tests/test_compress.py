@@ -42,7 +42,8 @@ def test_finetuning_recovers_quantisation_loss(tmp_path, tiny_fit, lego_small):
 
 @pytest.mark.parametrize("residual_rows", [0.0, 0.2])
 def test_vq_state_is_stored_exactly(tmp_path, tiny_fit, lego_small, residual_rows):
-    codec = CodecConfig("vq", codebook=16, keep_exact=0.05, finetune=5, residual_rows=residual_rows, residual_codebook=8)
+    codec = CodecConfig("vq", codebook=16, keep_exact=0.05, finetune=5, residual_rows=residual_rows,
+                        residual_codebook=8)
     g, imp, state = prepare(tiny_fit.grid, codec, lego_small)
     assert len(state.residual_rows) == round(residual_rows * g.num_voxels)
     write_plen(tmp_path / "v.plen", g, {}, codec, importance=imp.codec_weights, vq_state=state)
@@ -73,8 +74,8 @@ def test_cli_compress_with_a_residual_vq_stage(tmp_path, tiny_fit):
     for rows in ("0", "0.3"):
         out = tmp_path / f"vq{rows}.plen"
         r = subprocess.run([sys.executable, "-m", "plenopack", "compress", str(src), "-o", str(out), "--method", "vq",
-                            "--codebook", "64", "--residual-rows", rows, "--residual-codebook", "32", "--entropy", "zstd",
-                            "--json"], capture_output=True, text=True)
+                            "--codebook", "64", "--residual-rows", rows, "--residual-codebook", "32", "--entropy",
+                            "zstd", "--json"], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         f = read_plen(out)
         sizes[rows] = json.loads(r.stdout)["memory_mb"]

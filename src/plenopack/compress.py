@@ -73,9 +73,9 @@ METRIC_RAYS = 1 << 20  # training rays whose directions give the SH error metric
 
 def view_metric(scene, sh_degree: int, seed: int = 0) -> np.ndarray:
     """The SH error metric of the training views: M (C, C) such that e^T M e is the mean squared colour error
-    that an SH error e of a voxel makes over the directions of the training rays (up to
-    `METRIC_RAYS`, drawn at random with replacement), scaled by 4 pi so that uniform directions give the identity. Block-diagonal,
-    one (deg+1)^2 block per colour channel (the columns of `Grid.sh`). Orbits from above (lego's cameras) make it
+    that an SH error e of a voxel makes over the directions of the training rays (up to `METRIC_RAYS`, drawn at
+    random with replacement), scaled by 4 pi so that uniform directions give the identity. Block-diagonal, one
+    (deg+1)^2 block per colour channel (the columns of `Grid.sh`). Orbits from above (lego's cameras) make it
     far from the identity: an error in the DC coefficient and one in the z coefficient largely cancel; on the
     lego800 blender fit VQ 16,384 with a 2,048-entry residual stage on 10% of voxels loses 0.26 dB instead of
     0.31 dB with it (first 20 val views, no fine-tuning)."""

@@ -44,8 +44,9 @@ def compress_cmd(
                                              "given a second, residual VQ stage."),
     residual_codebook: int = typer.Option(4096, "--residual-codebook", help="vq: entries of the residual stage."),
     prefer_runs: float = typer.Option(0.0, "--prefer-runs",
-                                      help="vq: lambda >= 0; a voxel takes its predecessor's entry when that costs "
-                                           "less than lambda x the median weighted error (smaller indices after zstd)."),
+                                      help="vq: lambda >= 0; a voxel takes its predecessor's entry when that "
+                                           "costs less than lambda x the median weighted error (smaller indices "
+                                           "after zstd)."),
     clip_sh: str = typer.Option(None, "--clip-sh", help="clip: SH interval LO,HI (default -0.1,0.1)."),
     clip_density: str = typer.Option(None, "--clip-density", help="clip: density interval LO,HI (default 0,100)."),
     prune_below: float = typer.Option(0.0, "--prune-below", help="Drop voxels whose max ray weight is below this (needs --scene)."),

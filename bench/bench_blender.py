@@ -11,7 +11,7 @@ file's eval without LPIPS <= 60 s. Every ratio is measured in this run; nothing 
 from another machine except the published table, which is printed as it was published.
 
 Run: .venv/bin/python bench/bench_blender.py [SCENE] [--preset blender-fast] [--set key=value ...]
-     [--codecs 'vq:--codebook 8192 --prune-below 0.01 --finetune 1600' ...] [--out DIR] [--reuse] [--lpips]
+     [--codecs 'vq:--method vq --codebook 8192 --prune-below 0.01' ...] [--out DIR] [--reuse] [--lpips]
 SCENE defaults to ../shared/data/scenes/lego800 (not bundled: 84 MB).
 """
 
@@ -48,8 +48,8 @@ PUBLISHED = [
 
 DEFAULT_CODECS = [  # measured on the blender and blender-fast fits: see the README's scoreboard
     "sh8:--method sh --bits 8 --entropy zstd",
-    "vq16384:--method vq --codebook 16384 --entropy zstd --prune-below 0.01 --finetune 1600",
-    "vq8192:--method vq --codebook 8192 --entropy zstd --prune-below 0.01 --finetune 1600",
+    "vq16384r:--method vq --codebook 16384 --residual-rows 0.125 --residual-codebook 2048 --prefer-runs 2 "
+    "--entropy zstd --prune-below 0.01",
     "vq4096:--method vq --codebook 4096 --entropy zstd --prune-below 0.01 --finetune 1600",
 ]
 

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from plenopack import kernels
+from plenopack.cameras import pixel_rays
 from plenopack.codecs import CodecConfig, get_codec, vq
 from plenopack.errors import PlenopackError
 from plenopack.fit import FitConfig, Trainer, TrainingRays, weights_over_rays
-from plenopack.grid import Grid
+from plenopack.grid import Grid, sh_basis_count
 from plenopack.progress import ProgressCallback, report
 
 FINETUNE_LR_SIGMA = 1.0  # constant learning rates of fine-tuning (the fit's final rates are far lower for SH)
@@ -80,23 +81,26 @@ def view_metric(scene, sh_degree: int, seed: int = 0) -> np.ndarray:
     far from the identity: an error in the DC coefficient and one in the z coefficient largely cancel; on the
     lego800 blender fit VQ 16,384 with a 2,048-entry residual stage on 10% of voxels loses 0.26 dB instead of
     0.31 dB with it (first 20 val views, no fine-tuning)."""
-    rays = TrainingRays(scene)
-    count = min(rays.count, METRIC_RAYS)
-    flat = np.sort(np.random.default_rng(seed).integers(0, rays.count, size=count, dtype=np.int64))
-    basis = kernels.sh_basis(sh_degree, rays.rays(flat)[1]).astype(np.float64)
-    block = basis.T @ basis * (4.0 * np.pi / count)
-    return np.kron(np.eye(3), block)
+    sizes = [scene.image_size(i) for i in scene.train_ids]  # from the cameras alone: no training colours needed
+    offsets = np.concatenate([[0], np.cumsum([h * w for h, w in sizes])]).astype(np.int64)
+    count = min(int(offsets[-1]), METRIC_RAYS)
+    flat = np.sort(np.random.default_rng(seed).integers(0, offsets[-1], size=count, dtype=np.int64))
+    block = np.zeros((sh_basis_count(sh_degree),) * 2)
+    for k, view in enumerate(scene.train_ids):
+        local = flat[np.searchsorted(flat, offsets[k]):np.searchsorted(flat, offsets[k + 1])] - offsets[k]
+        width = sizes[k][1]
+        _, dirs = pixel_rays(scene.c2w[view], scene.intrinsics[view], *sizes[k],
+                             pixels=np.stack([local % width, local // width], axis=1))
+        basis = kernels.sh_basis(sh_degree, dirs).astype(np.float64)
+        block += basis.T @ basis
+    return np.kron(np.eye(3), block * (4.0 * np.pi / count))
 
 
 def vq_state(grid: Grid, spec: dict, weights: np.ndarray | None, metric: np.ndarray | None = None) -> vq.VQState:
     """The VQ quantisation of a grid's SH by a vq codec spec (`CodecConfig.plan`), rows taken in the file's
     order (`Grid.raster_order`: what ``prefer_runs`` looks along), returned in the grid's."""
     order, _ = grid.raster_order()
-    state = vq.quantize(grid.sh[order], spec["codebook"], None if weights is None else np.asarray(weights)[order],
-                        spec.get("keep_exact", 0.0), codebook_bits=vq.spec_codebook_bits(spec),
-                        residual_rows=spec.get("residual_rows", 0.0),
-                        residual_codebook=spec.get("residual_codebook", vq.DEFAULT_RESIDUAL_CODEBOOK), metric=metric,
-                        prefer_runs=spec.get("prefer_runs", 0.0))
+    state = vq.quantize_spec(grid.sh[order], spec, None if weights is None else np.asarray(weights)[order], metric)
     back = np.empty_like(order)
     back[order] = np.arange(len(order))
     return state.reordered(back)

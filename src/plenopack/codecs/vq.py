@@ -210,16 +210,22 @@ def quantize(values: np.ndarray, codebook_size: int, weights: np.ndarray | None 
     return state
 
 
-def encode(values: np.ndarray, codebook_size: int, weights: np.ndarray | None = None, keep_exact: float = 0.0,
-           seed: int = 0, state: VQState | None = None, layout: str = "planes",
-           codebook_bits: int = DEFAULT_CODEBOOK_BITS, residual_rows: float = 0.0,
-           residual_codebook: int = DEFAULT_RESIDUAL_CODEBOOK) -> tuple[bytes, dict]:
-    """Encode rows; ``state``: a `VQState` from `quantize` (e.g. fine-tuned) to store with ``codebook_bits``."""
+def quantize_spec(values: np.ndarray, spec: dict, weights: np.ndarray | None = None,
+                  metric: np.ndarray | None = None) -> VQState:
+    """`quantize` with the options of a vq codec spec (`VQCodec`'s keys and defaults)."""
+    return quantize(values, spec["codebook"], weights, spec.get("keep_exact", 0.0),
+                    codebook_bits=spec_codebook_bits(spec), residual_rows=spec.get("residual_rows", 0.0),
+                    residual_codebook=spec.get("residual_codebook", DEFAULT_RESIDUAL_CODEBOOK), metric=metric,
+                    prefer_runs=spec.get("prefer_runs", 0.0))
+
+
+def encode(values: np.ndarray, state: VQState, layout: str = "planes",
+           codebook_bits: int = DEFAULT_CODEBOOK_BITS) -> tuple[bytes, dict]:
+    """Encode rows as their `VQState` (from `quantize`, e.g. fine-tuned), codebooks stored with
+    ``codebook_bits``."""
     x = np.asarray(values, dtype=np.float32)
     if codebook_bits not in CODEBOOK_BITS:
         raise ValueError(f"vq codebook bits must be 8 or 16, got {codebook_bits!r}")
-    if state is None:
-        state = quantize(x, codebook_size, weights, keep_exact, seed, codebook_bits, residual_rows, residual_codebook)
     exact_rows = np.asarray(state.exact_rows, np.int64)
     k = len(state.codebook)
     bits = max(1, math.ceil(math.log2(k)))
@@ -305,16 +311,9 @@ class VQCodec(ArrayCodec):
     name = "vq"
     scalar = False
 
-    def _quantize(self, values, spec, weights):
-        return quantize(values, spec["codebook"], weights, spec.get("keep_exact", 0.0),
-                        codebook_bits=spec_codebook_bits(spec), residual_rows=spec.get("residual_rows", 0.0),
-                        residual_codebook=spec.get("residual_codebook", DEFAULT_RESIDUAL_CODEBOOK),
-                        prefer_runs=spec.get("prefer_runs", 0.0))
-
     def encode(self, values, spec, weights=None, state=None):
-        state = state if state is not None else self._quantize(values, spec, weights)
-        return encode(values, spec["codebook"], state=state, layout=bitpack.layout_for(spec),
-                      codebook_bits=spec_codebook_bits(spec))
+        state = state if state is not None else quantize_spec(values, spec, weights)
+        return encode(values, state, layout=bitpack.layout_for(spec), codebook_bits=spec_codebook_bits(spec))
 
     def validate_params(self, params, rows, cols):
         require_keys(params, "codebook_size", "index_bits", "exact_rows")
@@ -352,7 +351,7 @@ class VQCodec(ArrayCodec):
         return decode(raw, params, rows, cols)
 
     def fixed_quantizer(self, values, spec, weights=None):
-        state = self._quantize(values, spec, weights)
+        state = quantize_spec(values, spec, weights)
         residual_rows = state.residual_rows
 
         def quantize_fixed(x: np.ndarray) -> np.ndarray:

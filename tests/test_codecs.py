@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from plenopack.codecs import (METHODS, ArrayCodec, CodecConfig, Method, bitpack, codec_names, decode_array,
                               encode_array, entropy, get_codec, kmeans, register_codec, register_method, uniform,
                               vq)
+from plenopack import kernels
 from plenopack.compress import _fixed_quantizer
 from plenopack.errors import PlenopackError
 
@@ -211,6 +212,24 @@ def test_vq_codebook_bits_8_halves_the_codebook_within_half_a_step_and_old_float
         get_codec("vq").validate_params({**p8, "codebook_bits": 12}, 4000, 27)
 
 
+def test_vq_full_passes_make_entries_the_weighted_means_of_their_rows_and_lower_the_weighted_error():
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(3000, 9)).astype(np.float32)
+    weights = rng.pareto(1.5, size=3000) + 1e-3  # heavy-tailed, as ray weights are
+
+    def weighted_error(codebook):
+        index = kernels.nearest_entries(x, codebook)
+        return float((weights * ((x - codebook[index]) ** 2).sum(1)).sum()), index
+
+    sampled = vq.train_codebook(x, weights, 64, full_passes=0)
+    refined = vq.train_codebook(x, weights, 64, full_passes=1)
+    error_sampled, index = weighted_error(sampled)
+    assert weighted_error(refined)[0] < error_sampled
+    for entry in np.unique(index)[:10]:  # one pass: each entry is the weighted mean of the rows it stood for
+        rows = index == entry
+        np.testing.assert_allclose(refined[entry], np.average(x[rows], axis=0, weights=weights[rows]), atol=1e-5)
+
+
 @pytest.mark.parametrize("spec", [{"codec": "float32"}, {"codec": "float16"}, {"codec": "uniform", "bits": 5},
                                   {"codec": "kmeans", "bits": 4}, {"codec": "uniform", "bits": 8, "entropy": "zstd"}])
 def test_array_round_trip_and_bad_length(spec):
@@ -325,6 +344,10 @@ def test_decode_memory_bounds_what_decode_allocates(spec, cols):
             "residual_index_bits": 3}),
     ("vq", {"codebook_size": 4, "index_bits": 2, "exact_rows": 0, "codebook_bits": 8, "codebook_low": [0.0],
             "codebook_step": [1.0], "residual_rows": 3, "residual_codebook_size": 4, "residual_index_bits": 2}),
+    ("vq", {"codebook_size": 4, "index_bits": 2, "exact_rows": 0, "codebook_bits": 7, "codebook_low": [0.0],
+            "codebook_step": [1.0], "codebook_order": "diagonal"}),
+    ("vq", {"codebook_size": 4, "index_bits": 2, "exact_rows": 0, "codebook_bits": 5, "codebook_low": [0.0],
+            "codebook_step": [1.0], "codebook_order": "columns"}),
     ("kmeans", {"bits": 1, "codebook": [[0, 1]], "layout": 3}),
     ("uniform", {"bits": 8, "lo": [0.0], "scale": [1.0], "layout": "bits"}),
 ])

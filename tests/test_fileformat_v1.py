@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zstandard
 
-from plenopack.codecs import CodecConfig
+from plenopack.codecs import CodecConfig, vq
 from plenopack.fileformat import PREFIX, encode_grid, read_plen, read_plen_header
 from plenopack.packed import PackedScene
 
@@ -107,25 +108,38 @@ def test_byte_layout_files_are_version_2_and_decode_to_what_version_1_stored(tmp
             read_plen(path)
 
 
-def test_8bit_vq_codebooks_are_version_3_and_a_version_2_header_with_one_is_refused(tmp_path):
+def test_vq_codebooks_in_codes_are_version_5_column_by_column_and_row_by_row_8bit_streams_still_decode(tmp_path):
+    """Codebooks of 6- to 8-bit codes are stored column by column (version 5), float16 codebooks as in version 2;
+    an 8-bit codebook stored row by row (versions 3 and 4, no ``codebook_order``) decodes to the same grid, and
+    a version-4 header naming a column-by-column codebook is refused."""
     from plenopack.errors import PlenopackError
     from plenopack.fileformat import write_plen
 
     grid = make_fixtures.synthetic_grid()
     importance = np.linspace(0.0, 1.0, grid.num_voxels)
     sizes = {}
-    for bits, version in ((8, 3), (16, 2)):
+    for bits, version in ((7, 5), (8, 5), (16, 2)):
         path = tmp_path / f"vq{bits}.plen"
         sizes[bits] = write_plen(path, grid, {"scene": {"name": "synthetic", "world_to_unit": np.eye(4)}},
                                  CodecConfig("vq", codebook=256, codebook_bits=bits, entropy="zstd"),
                                  importance=importance)
         f = read_plen(path)
         assert f.version == version and np.abs(f.grid.sh - grid.sh).mean() < np.abs(grid.sh).mean()
-    assert sizes[8] < sizes[16]
+    assert sizes[7] < sizes[8] < sizes[16]
+    # the same 8-bit stream row by row, as versions 3 and 4 wrote it
+    header, payload = split((tmp_path / "vq8.plen").read_bytes())
+    sh = next(a for a in header["arrays"] if a["name"] == "sh")
+    params, cols = sh["params"], grid.sh.shape[1]
+    raw = zstandard.ZstdDecompressor().decompress(payload[sh["offset"]:sh["offset"] + sh["length"]])
+    k = params["codebook_size"]
+    columns = np.frombuffer(raw[:k * cols], np.uint8).reshape(cols, k)
+    rows = {key: value for key, value in params.items() if key != "codebook_order"}
+    np.testing.assert_array_equal(vq.decode(columns.T.tobytes() + raw[k * cols:], rows, grid.num_voxels, cols),
+                                  read_plen(tmp_path / "vq8.plen").grid.sh)
     data = bytearray((tmp_path / "vq8.plen").read_bytes())
-    data[8:10] = (2).to_bytes(2, "little")
+    data[8:10] = (4).to_bytes(2, "little")
     (tmp_path / "vq8.plen").write_bytes(bytes(data))
-    with pytest.raises(PlenopackError, match="8-bit vq codebook needs format version 3"):
+    with pytest.raises(PlenopackError, match="column by column needs format version 5"):
         read_plen(tmp_path / "vq8.plen")
 
 
@@ -137,14 +151,15 @@ def test_vq_residual_stages_are_version_4_and_a_version_3_header_with_one_is_ref
     importance = np.linspace(0.0, 1.0, grid.num_voxels)
     path = tmp_path / "residual.plen"
     write_plen(path, grid, {"scene": {"name": "synthetic", "world_to_unit": np.eye(4)}},
-               CodecConfig("vq", codebook=64, residual_rows=0.25, residual_codebook=16, entropy="zstd"),
+               CodecConfig("vq", codebook=64, residual_rows=0.25, residual_codebook=16, entropy="zstd",
+                           codebook_bits=16),
                importance=importance)
     f = read_plen(path)
     plain = tmp_path / "plain.plen"
     write_plen(plain, grid, {"scene": {"name": "synthetic", "world_to_unit": np.eye(4)}},
-               CodecConfig("vq", codebook=64, entropy="zstd"), importance=importance)
+               CodecConfig("vq", codebook=64, entropy="zstd", codebook_bits=16), importance=importance)
     g = read_plen(plain)
-    assert f.version == 4 and g.version == 3
+    assert f.version == 4 and g.version == 2
     err = [np.mean(importance[:, None] * (h.grid.sh - grid.sh) ** 2) for h in (f, g)]
     assert err[0] < err[1]
     data = bytearray(path.read_bytes())

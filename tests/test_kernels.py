@@ -552,6 +552,20 @@ def test_codebook_gather_and_gradient_scatter_match_the_reference(add):
         assert not g_k[rows].any() if clear else np.array_equal(g_k, grad)
 
 
+@pytest.mark.parametrize("n", [0, 1, 7, 1003])
+def test_nearest_entries_matches_the_reference(n):
+    rng = np.random.default_rng(13)
+    codebook = rng.normal(size=(300, 27)).astype(np.float32)
+    values = rng.normal(size=(n, 27)).astype(np.float32)
+    values[: n // 2] = codebook[rng.integers(0, 300, n // 2)] + 1e-3  # rows at an entry (nearly)
+    got, expected = K.nearest_entries(values, codebook), ref.nearest_entries(values, codebook)
+    assert got.shape == (n,) and got.dtype == np.int64
+    distance = ((values[:, None, :].astype(np.float64) - codebook[None]) ** 2).sum(-1)
+    rows = np.arange(n)
+    np.testing.assert_allclose(distance[rows, got], distance[rows, expected], rtol=1e-5, atol=1e-5)
+    assert np.sum(got != expected) <= n // 500  # float32 against float64 may part on near ties only
+
+
 def test_prefer_runs_matches_the_reference_and_only_trades_small_errors_for_runs():
     rng = np.random.default_rng(12)
     codebook = rng.normal(size=(16, 5)).astype(np.float32)

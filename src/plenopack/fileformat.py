@@ -4,7 +4,8 @@ Layout (all integers little-endian; full spec in docs/format.md):
 
     0   8 bytes  magic b"PLENPACK"
     8   u16      format version (1 to 4: version 2 adds the ``bytes`` layout of integer codes, see
-                 `plenopack.codecs.bitpack`, version 3 8-bit VQ codebooks and version 4 VQ residual stages, see
+                 `plenopack.codecs.bitpack`, version 3 8-bit VQ codebooks, version 4 VQ residual stages and
+                 version 5 VQ codebooks of 6 or 7 bits or stored column by column, see
                  `plenopack.codecs.vq`; the writer uses the lowest version that holds the file)
     10  u16      reserved (0)
     12  u32      header length H (bytes, at most 16 MiB)
@@ -43,8 +44,8 @@ from plenopack.errors import PlenopackError
 from plenopack.grid import Grid, SphereBackground, sh_basis_count
 
 MAGIC = b"PLENPACK"
-VERSION = 4  # the newest version this plenopack writes and reads
-READABLE_VERSIONS = (1, 2, 3, 4)
+VERSION = 5  # the newest version this plenopack writes and reads
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 PREFIX = struct.Struct("<8sHHII")
 MAX_HEADER = 16 << 20
 MAX_RESOLUTION = 4096
@@ -175,14 +176,23 @@ def _uses_8bit_codebook(header: dict) -> bool:
                for a in header.get("arrays", []))
 
 
+def _uses_codebook_columns(header: dict) -> bool:
+    return any(isinstance(a.get("params"), dict) and (vq.codebook_order_of(a["params"]) != "rows"
+                                                      or vq.codebook_bits_of(a["params"]) not in (8, 16))
+               for a in header.get("arrays", []))
+
+
 def _uses_residual_vq(header: dict) -> bool:
     return any(isinstance(a.get("params"), dict) and "residual_rows" in a["params"] for a in header.get("arrays", []))
 
 
 def _version_for(header: dict) -> int:
-    """The lowest format version that holds a file with this header: 4 when a VQ stream has a residual stage,
-    else 3 when a VQ codebook is stored in 8 bits, else 2 when a stream uses the ``layout`` parameter, else 1 (so
-    that older plenopacks read what they can)."""
+    """The lowest format version that holds a file with this header: 5 when a VQ codebook is stored column by
+    column or in 6 or 7 bits, else 4 when a VQ stream has a residual stage, else 3 when a VQ codebook is stored in
+    8 bits, else 2 when a stream uses the ``layout`` parameter, else 1 (so that older plenopacks read what they
+    can)."""
+    if _uses_codebook_columns(header):
+        return 5
     if _uses_residual_vq(header):
         return 4
     return 3 if _uses_8bit_codebook(header) else (2 if _uses_byte_layout(header) else 1)
@@ -397,6 +407,8 @@ def _check_header(h: Any, payload_size: int, version: int = VERSION) -> None:
         raise _Invalid("an 8-bit vq codebook needs format version 3")
     if version < 4 and _uses_residual_vq(h):
         raise _Invalid("a vq residual stage needs format version 4")
+    if version < 5 and _uses_codebook_columns(h):
+        raise _Invalid("a vq codebook of 6 or 7 bits or stored column by column needs format version 5")
 
 
 # ---------------------------------------------------------------- reading

@@ -37,7 +37,7 @@ def compress_cmd(
     density: str = typer.Option(None, "--density", help="Override density storage: float32, float16, uniform, kmeans."),
     codebook: int = typer.Option(4096, "--codebook", help="vq: codebook entries."),
     codebook_bits: int = typer.Option(8, "--codebook-bits",
-                                      help="vq: codebook stored as 8-bit codes per column, or float16 (16)."),
+                                      help="vq: codebook stored as 6-, 7- or 8-bit codes per column, or float16 (16)."),
     keep_exact: float = typer.Option(0.0, "--keep-exact", help="vq: fraction of most important voxels kept exact."),
     residual_rows: float = typer.Option(0.0, "--residual-rows",
                                         help="vq: fraction of voxels (those with the largest weighted VQ error) "

@@ -44,7 +44,7 @@ class CodecConfig:
     clip_density: tuple[float, float] = (0.0, 100.0)
     clip_background: tuple[float, float] = (-4.0, 4.0)
     codebook: int = 4096
-    codebook_bits: int = DEFAULT_CODEBOOK_BITS  # vq: codebook stored as 8-bit codes per column or as float16 (16)
+    codebook_bits: int = DEFAULT_CODEBOOK_BITS  # vq: codebook stored as 6- to 8-bit codes per column or as float16 (16)
     keep_exact: float = 0.0
     residual_rows: float = 0.0  # vq: fraction of rows (those it serves worst) with a second, residual stage
     residual_codebook: int = DEFAULT_RESIDUAL_CODEBOOK  # vq: entries of the residual stage's codebook
@@ -77,7 +77,7 @@ class CodecConfig:
         if not 0.0 <= self.prefer_runs < float("inf"):
             raise PlenopackError("prefer_runs must be a finite number >= 0")
         if self.codebook_bits not in CODEBOOK_BITS:
-            raise PlenopackError(f"codebook bits must be 8 or 16, got {self.codebook_bits}")
+            raise PlenopackError(f"codebook bits must be 6, 7, 8 or 16, got {self.codebook_bits}")
         self.clip_sh = tuple(self.clip_sh)
         self.clip_density = tuple(self.clip_density)
         self.clip_background = tuple(self.clip_background)

@@ -3,27 +3,30 @@ optional second stage on the rows it serves worst; registered as the ``vq`` code
 
 The ``keep_exact`` fraction of most important rows is stored exactly (float16) and the rest as indices into
 a K-entry codebook, packed with ceil(log2 K) bits. The codebook is trained on an importance-weighted sample
-of rows (k-means++-style seeding by importance, Lloyd iterations with BLAS distances) and stored with
-``codebook_bits`` 16 (float16) or 8 (an 8-bit code per value; value = low + code * step with the
-per-column parameters ``codebook_low`` and ``codebook_step``). 8 bits halve the codebook, a third of the SH
-stream of lego's 800 px fit at 8,192 entries (221 KB saved), for -0.003 dB val PSNR; rows are assigned to the
-stored entries.
+of rows (k-means++-style seeding by importance, Lloyd iterations, rows assigned by `plenopack.kernels.nearest_entries`) and stored with
+``codebook_bits`` 16 (float16) or 6 to 8 (a code of that many bits per value, one byte each, stored column by
+column; value = low + code * step with the per-column parameters ``codebook_low`` and ``codebook_step``). 8 bits
+halve the codebook, a third of the SH stream of lego's 800 px fit at 8,192 entries (221 KB saved), for
+-0.003 dB val PSNR; rows are assigned to the stored entries. Column by column, zstd finds each coefficient's
+narrow range: the 16,384-entry codebook of that fit shrinks from 360 to 321 KB; in 7 bits to 267 KB, for no loss
+(+0.005 dB, first 20 val views; 6 bits for the degree-2 coefficients alone: -0.026 dB).
 Residual stage (``residual_rows`` fraction of all rows, ``residual_codebook`` K2 entries): the rows with the
 largest importance-weighted error weight * |x - codebook entry|^2 get a second index into a K2-entry codebook
 trained on their residuals x - entry (stored as the first codebook is); such a row holds the sum of its two
 entries. The error is concentrated: on lego's 800 px blender fit with 16,384 entries the worst 10% of rows
 hold 78% of it, and a 4,096-entry residual stage on them cuts the VQ loss from 0.55 to 0.30 dB (first 20 val
 views) for 0.26 MB, where keeping the worst 1% exact buys 0.12 dB for 0.19 MB.
-Stream: codebook (K x C ``<f2``, or K x C ``u1`` codes), indices stored by `bitpack` with ``index_bits``
+Stream: codebook (K x C ``<f2``, or C x K ``u1`` codes: column by column), indices stored by `bitpack` with ``index_bits``
 (bit planes, or whole bytes when entropy-coded: parameter ``layout``), the exact rows' numbers ``<u4``
 (ascending), their values ``<f2``; with a residual stage then the rows that have one as a 1-bit mask over all
 rows (bit planes), the residual codebook (as the codebook) and their residual indices (``residual_index_bits``,
 in ``layout``, in row order).
 Parameters: ``codebook_size`` K, ``index_bits``, ``exact_rows`` (a count), ``layout`` (absent: planes),
-``codebook_bits`` (absent: 16, as in files written before it existed), with 8 ``codebook_low`` and
-``codebook_step`` (C numbers each); with a residual stage (format version 4) ``residual_rows`` (a count),
-``residual_codebook_size``, ``residual_index_bits`` and with 8-bit codebooks ``residual_codebook_low`` and
-``residual_codebook_step``.
+``codebook_bits`` (absent: 16, as in files written before it existed), with codes ``codebook_low`` and
+``codebook_step`` (C numbers each) and ``codebook_order`` "columns" (format version 5; absent: K x C codes, row by
+row, as format versions 3 and 4 wrote 8-bit codebooks); with a residual stage (format version 4)
+``residual_rows`` (a count), ``residual_codebook_size``, ``residual_index_bits`` and with codes ``residual_codebook_low`` and
+``residual_codebook_step`` (the residual codebook is stored in the codebook's bits and order).
 """
 
 from __future__ import annotations
@@ -41,8 +44,10 @@ TRAIN_SAMPLE = 262144  # rows drawn (by importance) to train the codebook on, at
 # 4096 entries, no fine-tuning: 65,536 -> 262,144 rows +0.03 dB val PSNR, 786,432 rows no further gain
 SAMPLES_PER_ENTRY = 48  # and at least this many per entry (up to the row count): with 16,384 entries, 262,144
 # rows are 16 per entry; weighted Lloyd on all 769K rows instead cut the weighted error 5% (+0.03 dB, 20 val views)
+FULL_PASSES = 2  # then weighted Lloyd passes over every row (the entries become the weighted means of the rows they
+# stand for, not of a sample): on that fit, 16,384 entries + 2,048 on 13% of rows, view metric: +0.007 dB, same size
 MAX_CODEBOOK = 65536
-CODEBOOK_BITS = (8, 16)
+CODEBOOK_BITS = (6, 7, 8, 16)  # codes of 6 to 8 bits, or float16
 DEFAULT_CODEBOOK_BITS = 8  # of a codec spec that names none
 DEFAULT_RESIDUAL_CODEBOOK = 4096
 
@@ -89,6 +94,12 @@ def codebook_bits_of(params: dict) -> int:
     return params.get("codebook_bits", 16)
 
 
+def codebook_order_of(params: dict) -> str:
+    """How a stored stream's codebook codes are laid out: "columns" (C x K), or absent: "rows" (K x C, format
+    versions 3 and 4)."""
+    return params.get("codebook_order", "rows")
+
+
 def spec_codebook_bits(spec: dict) -> int:
     """The codebook storage a codec spec asks for."""
     return spec.get("codebook_bits", DEFAULT_CODEBOOK_BITS)
@@ -96,45 +107,49 @@ def spec_codebook_bits(spec: dict) -> int:
 
 def _codebook_stream(codebook: np.ndarray, bits: int, prefix: str = "") -> tuple[bytes, dict]:
     """A float codebook (K, C) as stored with ``bits``: (its bytes, the parameters they need). 16: float16
-    values; 8: one code per value, with per-column ``{prefix}codebook_low`` and ``{prefix}codebook_step``."""
+    values, row by row; 6 to 8: one code (0 .. 2^bits - 1) per value in a byte, column by column, with
+    per-column ``{prefix}codebook_low`` and ``{prefix}codebook_step``."""
     codebook = np.asarray(codebook, np.float32)
     if bits == 16:
         return codebook.astype("<f2").tobytes(), {}
+    top = (1 << bits) - 1
     low = codebook.min(axis=0)
-    step = (codebook.max(axis=0) - low) / np.float32(255.0)
+    step = (codebook.max(axis=0) - low) / np.float32(top)
     step = np.where(step > 0, step, np.float32(1.0)).astype(np.float32)
-    codes = np.clip(np.rint((codebook - low) / step), 0, 255).astype(np.uint8)
-    return codes.tobytes(), {f"{prefix}codebook_low": [float(v) for v in low],
-                             f"{prefix}codebook_step": [float(v) for v in step]}
+    codes = np.clip(np.rint((codebook - low) / step), 0, top).astype(np.uint8)
+    return codes.T.tobytes(), {f"{prefix}codebook_low": [float(v) for v in low],
+                               f"{prefix}codebook_step": [float(v) for v in step]}
 
 
 def _codebook_from_stream(raw: bytes | memoryview, params: dict, k: int, cols: int, prefix: str = "") -> np.ndarray:
-    """The float32 codebook (K, C) of `_codebook_stream`'s bytes and parameters."""
+    """The float32 codebook (K, C) of `_codebook_stream`'s bytes and parameters (or of a row-by-row 8-bit
+    codebook of format versions 3 and 4)."""
     if codebook_bits_of(params) == 16:
         return np.frombuffer(raw, "<f2").reshape(k, cols).astype(np.float32)
-    codes = np.frombuffer(raw, np.uint8).reshape(k, cols)
+    codes = np.frombuffer(raw, np.uint8)
+    codes = codes.reshape(cols, k).T if codebook_order_of(params) == "columns" else codes.reshape(k, cols)
     return (np.asarray(params[f"{prefix}codebook_low"], np.float32)
             + codes * np.asarray(params[f"{prefix}codebook_step"], np.float32))
+
+
+def _codebook_params(bits: int) -> dict:
+    """The stream parameters of codebooks stored with ``bits``: none for float16 (the stream of format versions
+    1 and 2)."""
+    return {} if bits == 16 else {"codebook_bits": bits, "codebook_order": "columns"}
 
 
 def stored_codebook(codebook: np.ndarray, bits: int) -> np.ndarray:
     """The codebook as a reader gets it back from storage with ``bits`` (float32 (K, C))."""
     codebook = np.asarray(codebook, np.float32)
     raw, params = _codebook_stream(codebook, bits)
-    return _codebook_from_stream(raw, {**params, "codebook_bits": bits}, len(codebook), codebook.shape[1])
+    return _codebook_from_stream(raw, {**params, **_codebook_params(bits)}, len(codebook), codebook.shape[1])
 
 
-def _nearest(x: np.ndarray, codebook: np.ndarray, chunk: int = 32768) -> np.ndarray:
-    cn = (codebook.astype(np.float32) ** 2).sum(1)
-    out = np.empty(len(x), np.int64)
-    for s in range(0, len(x), chunk):
-        xb = x[s:s + chunk].astype(np.float32)
-        d = cn[None, :] - 2.0 * xb @ codebook.T.astype(np.float32)
-        out[s:s + chunk] = d.argmin(1)
-    return out
-
-
-def train_codebook(x: np.ndarray, weights: np.ndarray, k: int, iterations: int = 10, seed: int = 0) -> np.ndarray:
+def train_codebook(x: np.ndarray, weights: np.ndarray, k: int, iterations: int = 10, seed: int = 0,
+                   full_passes: int = FULL_PASSES) -> np.ndarray:
+    """A k-entry codebook (float32 (k, C)) minimising the weighted squared error sum_i w_i |x_i - c(i)|^2:
+    ``iterations`` Lloyd iterations on rows drawn with probability proportional to their weights, then
+    ``full_passes`` weighted Lloyd passes over every row."""
     rng = np.random.default_rng(seed)
     p = weights / weights.sum()
     sample_idx = rng.choice(len(x), size=min(max(TRAIN_SAMPLE, SAMPLES_PER_ENTRY * k), len(x)), replace=True, p=p)
@@ -142,7 +157,7 @@ def train_codebook(x: np.ndarray, weights: np.ndarray, k: int, iterations: int =
     k = min(k, len(np.unique(xs, axis=0)))
     codebook = xs[rng.choice(len(xs), size=k, replace=False)].copy()
     for _ in range(iterations):
-        idx = _nearest(xs, codebook)
+        idx = kernels.nearest_entries(xs, codebook)
         counts = np.bincount(idx, minlength=k)
         sums = np.zeros_like(codebook, dtype=np.float64)
         np.add.at(sums, idx, xs)
@@ -151,6 +166,13 @@ def train_codebook(x: np.ndarray, weights: np.ndarray, k: int, iterations: int =
         if (~live).any():  # re-seed dead entries at the worst-represented samples
             err = ((xs - codebook[idx]) ** 2).sum(1)
             codebook[~live] = xs[np.argsort(-err)[: int((~live).sum())]]
+    weights = np.asarray(weights, np.float64)
+    for _ in range(full_passes):
+        idx = kernels.nearest_entries(x, codebook)
+        mass = np.bincount(idx, weights=weights, minlength=k)
+        sums = np.stack([np.bincount(idx, weights=weights * x[:, col], minlength=k) for col in range(x.shape[1])], 1)
+        live = mass > 0
+        codebook[live] = (sums[live] / mass[live, None]).astype(np.float32)
     return codebook
 
 
@@ -193,7 +215,7 @@ def quantize(values: np.ndarray, codebook_size: int, weights: np.ndarray | None 
     codebook = train_codebook(x[rest], w[rest], codebook_size, seed=seed) if rest.any() else np.zeros((1, c), np.float32)
     codebook = stored_codebook(codebook, codebook_bits)
     idx = np.zeros(n, np.int64)
-    idx[rest] = _nearest(x[rest], codebook)
+    idx[rest] = kernels.nearest_entries(x[rest], codebook)
     candidates = np.flatnonzero(rest)
     if prefer_runs > 0 and len(candidates):
         error = w[candidates] * ((x[candidates] - codebook[idx[candidates]]) ** 2).sum(1)
@@ -206,7 +228,7 @@ def quantize(values: np.ndarray, codebook_size: int, weights: np.ndarray | None 
         rows = np.sort(candidates[np.argsort(-error, kind="stable")[:n_residual]])
         residual = x[rows] - codebook[idx[rows]]
         book = stored_codebook(train_codebook(residual, w[rows], residual_codebook, seed=seed), codebook_bits)
-        state.residual_codebook, state.residual_rows, state.residual_index = book, rows, _nearest(residual, book)
+        state.residual_codebook, state.residual_rows, state.residual_index = book, rows, kernels.nearest_entries(residual, book)
     return state
 
 
@@ -225,16 +247,15 @@ def encode(values: np.ndarray, state: VQState, layout: str = "planes",
     ``codebook_bits``."""
     x = np.asarray(values, dtype=np.float32)
     if codebook_bits not in CODEBOOK_BITS:
-        raise ValueError(f"vq codebook bits must be 8 or 16, got {codebook_bits!r}")
+        raise ValueError(f"vq codebook bits must be 6, 7, 8 or 16, got {codebook_bits!r}")
     exact_rows = np.asarray(state.exact_rows, np.int64)
     k = len(state.codebook)
     bits = max(1, math.ceil(math.log2(k)))
     codebook_raw, codebook_params = _codebook_stream(state.codebook, codebook_bits)
     parts = [codebook_raw, bitpack.pack(state.index, bits, layout), exact_rows.astype("<u4").tobytes(),
              x[exact_rows].astype("<f2").tobytes()]
-    # float16 codebooks are the stream of format versions 1 and 2: no codebook parameters
     params = {"codebook_size": k, "index_bits": bits, "exact_rows": len(exact_rows), **bitpack.layout_param(layout),
-              **({"codebook_bits": 8} if codebook_bits == 8 else {}), **codebook_params}
+              **_codebook_params(codebook_bits), **codebook_params}
     if len(state.residual_rows):
         mask = np.zeros(len(x), np.uint8)
         mask[state.residual_rows] = 1
@@ -297,7 +318,7 @@ def _validate_codebook(params: dict, size_key: str, bits_key: str, what: str, co
     bits = require_int(params[bits_key], f"vq {what} index bits", 1, 16)
     if (1 << bits) < k:
         raise ValueError(f"vq {what} index bits {bits} cannot address {k} entries")
-    if codebook_bits_of(params) == 8:
+    if codebook_bits_of(params) != 16:
         require_keys(params, f"{prefix}codebook_low", f"{prefix}codebook_step")
         require_numbers(params[f"{prefix}codebook_low"], f"vq {what} low", cols)
         require_numbers(params[f"{prefix}codebook_step"], f"vq {what} step", cols)
@@ -305,7 +326,7 @@ def _validate_codebook(params: dict, size_key: str, bits_key: str, what: str, co
 
 class VQCodec(ArrayCodec):
     """Spec: ``codebook`` (entries, 2..65536), ``keep_exact`` (fraction of rows stored exactly),
-    ``codebook_bits`` (8 or 16, default 8), ``residual_rows`` (fraction of rows with a residual stage, default 0),
+    ``codebook_bits`` (6, 7, 8 or 16, default 8), ``residual_rows`` (fraction of rows with a residual stage, default 0),
     ``residual_codebook`` (its entries, default 4096) and ``prefer_runs`` (lambda of `quantize`, default 0)."""
 
     name = "vq"
@@ -319,7 +340,9 @@ class VQCodec(ArrayCodec):
         require_keys(params, "codebook_size", "index_bits", "exact_rows")
         codebook_bits = codebook_bits_of(params)
         if codebook_bits not in CODEBOOK_BITS or isinstance(codebook_bits, bool):
-            raise ValueError(f"vq codebook bits must be 8 or 16, got {codebook_bits!r}")
+            raise ValueError(f"vq codebook bits must be 6, 7, 8 or 16, got {codebook_bits!r}")
+        if codebook_order_of(params) not in ("rows", "columns"):
+            raise ValueError(f"vq codebook order must be rows or columns, got {codebook_order_of(params)!r}")
         _validate_codebook(params, "codebook_size", "index_bits", "codebook", cols)
         require_int(params["exact_rows"], "vq exact row count", 0, rows)
         if "residual_rows" in params:
@@ -356,10 +379,10 @@ class VQCodec(ArrayCodec):
 
         def quantize_fixed(x: np.ndarray) -> np.ndarray:
             x = np.asarray(x, np.float32)
-            out = state.codebook[_nearest(x, state.codebook)]
+            out = state.codebook[kernels.nearest_entries(x, state.codebook)]
             if len(residual_rows):
                 residual = x[residual_rows] - out[residual_rows]
-                out[residual_rows] += state.residual_codebook[_nearest(residual, state.residual_codebook)]
+                out[residual_rows] += state.residual_codebook[kernels.nearest_entries(residual, state.residual_codebook)]
             out[state.exact_rows] = x[state.exact_rows].astype(np.float16)
             return out
         return quantize_fixed

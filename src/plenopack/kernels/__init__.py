@@ -37,7 +37,8 @@ def _drop_stale_kernel_cache() -> None:
 
 _drop_stale_kernel_cache()
 
-from plenopack.kernels.codebook import gather_codebook_rows, prefer_runs, scatter_codebook_gradient  # noqa: E402
+from plenopack.kernels.codebook import (  # noqa: E402
+    gather_codebook_rows, nearest_entries, prefer_runs, scatter_codebook_gradient)
 from plenopack.kernels.device import sh_basis  # noqa: E402
 from plenopack.kernels.msi import msi_colour, msi_grad, msi_tv_grad  # noqa: E402
 from plenopack.kernels.occupancy import Occupancy, build_occupancy  # noqa: E402
@@ -52,7 +53,7 @@ from plenopack.kernels.voxels import box_dilate, empty_links, flat_of_row, morto
 __all__ = [
     "GradWorkspace", "Occupancy", "Regulariser", "all_finite", "box_dilate", "build_occupancy", "draw_pixel_rays",
     "empty_links", "flat_of_row", "gather_codebook_rows", "morton_coords", "msi_colour", "msi_grad", "msi_tv_grad",
-    "pixel_rays", "prefer_runs", "prune_mask", "ray_weights", "render_pinhole", "render_rays", "render_rays_grad",
-    "render_rays_vjp", "rmsprop_flagged", "rmsprop_step", "scatter_codebook_gradient", "sh_basis", "trilinear_sample",
+    "nearest_entries", "pixel_rays", "prefer_runs", "prune_mask", "ray_weights", "render_pinhole", "render_rays",
+    "render_rays_grad", "render_rays_vjp", "rmsprop_flagged", "rmsprop_step", "scatter_codebook_gradient", "sh_basis", "trilinear_sample",
     "tv_grad", "uncomposite",
 ]

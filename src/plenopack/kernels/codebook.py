@@ -1,5 +1,8 @@
-"""Codebook rows for quantisation-aware training of VQ codebooks (`plenopack.compress`).
+"""Codebook kernels of VQ (`plenopack.codecs.vq`, `plenopack.compress`).
 
+`nearest_entries` assigns rows to their nearest codebook entries (the Lloyd step of codebook training): fused
+distances and arg-min, never the (rows x entries) distance matrix that BLAS needs (2 GB per 32K rows at 16,384
+entries: 12.4 s per 100K rows of 27 values on 2 cores, against 2.7 s here).
 `gather_codebook_rows` writes (or adds) each listed row's codebook entry into a (N, C) array;
 `scatter_codebook_gradient` sums the listed rows' gradients into their entries (and zeroes those rows). Both
 touch every listed row once per training step (769K rows of 27 SH values on lego at 800 px), where NumPy's
@@ -13,6 +16,49 @@ from __future__ import annotations
 import numba
 import numpy as np
 from numba import njit, prange
+
+
+NEAREST_BLOCK = 8  # rows sharing each pass over the codebook
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _nearest_kernel(values, codebook_t, half_norms, chunks, out):
+    # per row, over entries j: |c_j|^2 / 2 - x . c_j (the squared distance / 2 less |x|^2 / 2), entries' columns
+    # contiguous so that the inner loop runs over entries; the smallest wins (the first on ties)
+    n, cols = values.shape
+    k = codebook_t.shape[1]
+    for t in prange(chunks):
+        acc = np.empty((NEAREST_BLOCK, k), np.float32)
+        for start in range(n * t // chunks, n * (t + 1) // chunks, NEAREST_BLOCK):
+            m = min(NEAREST_BLOCK, n * (t + 1) // chunks - start)
+            for r in range(m):
+                acc[r, :] = half_norms
+            for c in range(cols):
+                entry_c = codebook_t[c]
+                for r in range(m):
+                    x = values[start + r, c]
+                    a = acc[r]
+                    for j in range(k):
+                        a[j] -= x * entry_c[j]
+            for r in range(m):
+                a = acc[r]
+                best = 0
+                for j in range(1, k):
+                    if a[j] < a[best]:
+                        best = j
+                out[start + r] = best
+
+
+def nearest_entries(values: np.ndarray, codebook: np.ndarray) -> np.ndarray:
+    """The nearest entry (squared Euclidean distance) of each row: ``values`` (N, C), ``codebook`` (K, C);
+    float32 arithmetic. Returns (N,) int64."""
+    values = np.ascontiguousarray(values, np.float32)
+    codebook = np.asarray(codebook, np.float32)
+    out = np.empty(len(values), np.int64)
+    if len(values):
+        chunks = min(len(values), 4 * numba.get_num_threads())
+        _nearest_kernel(values, np.ascontiguousarray(codebook.T), 0.5 * (codebook ** 2).sum(axis=1), chunks, out)
+    return out
 
 
 @njit(parallel=True, fastmath=True, cache=True)

@@ -327,6 +327,12 @@ def composite_over(foreground, acc, behind):
     return np.clip(foreground + (1.0 - acc)[..., None] * np.asarray(behind, np.float32), 0.0, 1.0)
 
 
+def nearest_entries(values, codebook):
+    """argmin over entries of |x - c|^2 for each row (float64)."""
+    values, codebook = np.asarray(values, np.float64), np.asarray(codebook, np.float64)
+    return np.array([np.argmin(((codebook - x) ** 2).sum(1)) for x in values], np.int64)
+
+
 def gather_codebook_rows(out, rows, entries, codebook, add=False):
     """out[rows[i]] = codebook[entries[i]] (+= with add), in place."""
     if add:

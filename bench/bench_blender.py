@@ -48,9 +48,9 @@ PUBLISHED = [
 
 DEFAULT_CODECS = [  # measured on the blender and blender-fast fits: see the README's scoreboard
     "sh8:--method sh --bits 8 --entropy zstd",
-    "vq16384r:--method vq --codebook 16384 --residual-rows 0.125 --residual-codebook 2048 --prefer-runs 2 "
-    "--entropy zstd --prune-below 0.01",
-    "vq4096:--method vq --codebook 4096 --entropy zstd --prune-below 0.01 --finetune 1600",
+    "vq16384r:--method vq --codebook 16384 --codebook-bits 7 --residual-rows 0.2 --residual-codebook 2048 "
+    "--prefer-runs 2 --entropy zstd --prune-below 0.01",
+    "vq4096:--method vq --codebook 4096 --codebook-bits 7 --prefer-runs 2 --entropy zstd --prune-below 0.01",
 ]
 
 

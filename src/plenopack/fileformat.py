@@ -3,7 +3,7 @@
 Layout (all integers little-endian; full spec in docs/format.md):
 
     0   8 bytes  magic b"PLENPACK"
-    8   u16      format version (1 to 4: version 2 adds the ``bytes`` layout of integer codes, see
+    8   u16      format version (1 to 5: version 2 adds the ``bytes`` layout of integer codes, see
                  `plenopack.codecs.bitpack`, version 3 8-bit VQ codebooks, version 4 VQ residual stages and
                  version 5 VQ codebooks of 6 or 7 bits or stored column by column, see
                  `plenopack.codecs.vq`; the writer uses the lowest version that holds the file)

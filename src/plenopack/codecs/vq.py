@@ -3,7 +3,8 @@ optional second stage on the rows it serves worst; registered as the ``vq`` code
 
 The ``keep_exact`` fraction of most important rows is stored exactly (float16) and the rest as indices into
 a K-entry codebook, packed with ceil(log2 K) bits. The codebook is trained on an importance-weighted sample
-of rows (k-means++-style seeding by importance, Lloyd iterations, rows assigned by `plenopack.kernels.nearest_entries`) and stored with
+of rows (seeded at rows drawn by importance, Lloyd iterations, rows assigned by
+`plenopack.kernels.nearest_entries`), then refined by weighted Lloyd passes over every row, and stored with
 ``codebook_bits`` 16 (float16) or 6 to 8 (a code of that many bits per value, one byte each, stored column by
 column; value = low + code * step with the per-column parameters ``codebook_low`` and ``codebook_step``). 8 bits
 halve the codebook, a third of the SH stream of lego's 800 px fit at 8,192 entries (221 KB saved), for
@@ -16,8 +17,8 @@ trained on their residuals x - entry (stored as the first codebook is); such a r
 entries. The error is concentrated: on lego's 800 px blender fit with 16,384 entries the worst 10% of rows
 hold 78% of it, and a 4,096-entry residual stage on them cuts the VQ loss from 0.55 to 0.30 dB (first 20 val
 views) for 0.26 MB, where keeping the worst 1% exact buys 0.12 dB for 0.19 MB.
-Stream: codebook (K x C ``<f2``, or C x K ``u1`` codes: column by column), indices stored by `bitpack` with ``index_bits``
-(bit planes, or whole bytes when entropy-coded: parameter ``layout``), the exact rows' numbers ``<u4``
+Stream: codebook (K x C ``<f2``, or C x K ``u1`` codes: column by column), indices stored by `bitpack` with
+``index_bits`` (bit planes, or whole bytes when entropy-coded: parameter ``layout``), the exact rows' numbers ``<u4``
 (ascending), their values ``<f2``; with a residual stage then the rows that have one as a 1-bit mask over all
 rows (bit planes), the residual codebook (as the codebook) and their residual indices (``residual_index_bits``,
 in ``layout``, in row order).
@@ -25,8 +26,9 @@ Parameters: ``codebook_size`` K, ``index_bits``, ``exact_rows`` (a count), ``lay
 ``codebook_bits`` (absent: 16, as in files written before it existed), with codes ``codebook_low`` and
 ``codebook_step`` (C numbers each) and ``codebook_order`` "columns" (format version 5; absent: K x C codes, row by
 row, as format versions 3 and 4 wrote 8-bit codebooks); with a residual stage (format version 4)
-``residual_rows`` (a count), ``residual_codebook_size``, ``residual_index_bits`` and with codes ``residual_codebook_low`` and
-``residual_codebook_step`` (the residual codebook is stored in the codebook's bits and order).
+``residual_rows`` (a count), ``residual_codebook_size``, ``residual_index_bits`` and with codes
+``residual_codebook_low`` and ``residual_codebook_step`` (the residual codebook is stored in the codebook's bits
+and order).
 """
 
 from __future__ import annotations
@@ -228,7 +230,8 @@ def quantize(values: np.ndarray, codebook_size: int, weights: np.ndarray | None 
         rows = np.sort(candidates[np.argsort(-error, kind="stable")[:n_residual]])
         residual = x[rows] - codebook[idx[rows]]
         book = stored_codebook(train_codebook(residual, w[rows], residual_codebook, seed=seed), codebook_bits)
-        state.residual_codebook, state.residual_rows, state.residual_index = book, rows, kernels.nearest_entries(residual, book)
+        state.residual_codebook, state.residual_rows = book, rows
+        state.residual_index = kernels.nearest_entries(residual, book)
     return state
 
 
@@ -326,8 +329,9 @@ def _validate_codebook(params: dict, size_key: str, bits_key: str, what: str, co
 
 class VQCodec(ArrayCodec):
     """Spec: ``codebook`` (entries, 2..65536), ``keep_exact`` (fraction of rows stored exactly),
-    ``codebook_bits`` (6, 7, 8 or 16, default 8), ``residual_rows`` (fraction of rows with a residual stage, default 0),
-    ``residual_codebook`` (its entries, default 4096) and ``prefer_runs`` (lambda of `quantize`, default 0)."""
+    ``codebook_bits`` (6, 7, 8 or 16, default 8), ``residual_rows`` (fraction of rows with a residual stage,
+    default 0), ``residual_codebook`` (its entries, default 4096) and ``prefer_runs`` (lambda of `quantize`,
+    default 0)."""
 
     name = "vq"
     scalar = False
@@ -382,7 +386,8 @@ class VQCodec(ArrayCodec):
             out = state.codebook[kernels.nearest_entries(x, state.codebook)]
             if len(residual_rows):
                 residual = x[residual_rows] - out[residual_rows]
-                out[residual_rows] += state.residual_codebook[kernels.nearest_entries(residual, state.residual_codebook)]
+                entries = kernels.nearest_entries(residual, state.residual_codebook)
+                out[residual_rows] += state.residual_codebook[entries]
             out[state.exact_rows] = x[state.exact_rows].astype(np.float16)
             return out
         return quantize_fixed

@@ -54,6 +54,6 @@ __all__ = [
     "GradWorkspace", "Occupancy", "Regulariser", "all_finite", "box_dilate", "build_occupancy", "draw_pixel_rays",
     "empty_links", "flat_of_row", "gather_codebook_rows", "morton_coords", "msi_colour", "msi_grad", "msi_tv_grad",
     "nearest_entries", "pixel_rays", "prefer_runs", "prune_mask", "ray_weights", "render_pinhole", "render_rays",
-    "render_rays_grad", "render_rays_vjp", "rmsprop_flagged", "rmsprop_step", "scatter_codebook_gradient", "sh_basis", "trilinear_sample",
-    "tv_grad", "uncomposite",
+    "render_rays_grad", "render_rays_vjp", "rmsprop_flagged", "rmsprop_step", "scatter_codebook_gradient", "sh_basis",
+    "trilinear_sample", "tv_grad", "uncomposite",
 ]

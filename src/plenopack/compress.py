@@ -133,14 +133,13 @@ class CodebookQuantizer:
 
     def __init__(self, q_density, state: vq.VQState, num_rows: int, beta: float):
         self.q_density = q_density
-        residual_codebook = None if state.residual_codebook is None else state.residual_codebook.astype(np.float32)
-        self.state = vq.VQState(state.codebook.astype(np.float32), state.index, state.exact_rows, residual_codebook,
-                                state.residual_rows, state.residual_index)
+        self.state = state.with_codebooks(lambda book: book.astype(np.float32))  # copies, trained in place
         exact = np.zeros(num_rows, bool)
         exact[state.exact_rows] = True
         self.quantised_rows = np.flatnonzero(~exact)
         self.quantised_entries = np.asarray(state.index, np.int64)[self.quantised_rows]
         self.avg = np.zeros_like(self.state.codebook)
+        residual_codebook = self.state.residual_codebook
         self.residual_avg = None if residual_codebook is None else np.zeros_like(residual_codebook)
         self.beta = beta
 
@@ -203,11 +202,8 @@ def finetune(grid: Grid, scene, codec: CodecConfig, steps: int, weights: np.ndar
     trainer.check_finite(steps)
     if sh_spec["codec"] != "vq":
         return tuned, None
-    state = quantizer.state
     bits = vq.spec_codebook_bits(sh_spec)  # the codebooks as stored, so that the grid holds what the file will
-    state.codebook = vq.stored_codebook(state.codebook, bits)
-    if state.residual_codebook is not None:
-        state.residual_codebook = vq.stored_codebook(state.residual_codebook, bits)
+    quantizer.state = state = quantizer.state.with_codebooks(lambda book: vq.stored_codebook(book, bits))
     quantizer.values(tuned.density, tuned.sh)
     tuned.sh[state.exact_rows] = tuned.sh[state.exact_rows].astype(np.float16)
     return tuned, state

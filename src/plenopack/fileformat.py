@@ -167,23 +167,26 @@ def encode_grid(grid: Grid, metadata: dict, codec: CodecConfig | None = None,
     return b"".join([prefix, head] + [p for _, p, _ in streams])
 
 
+def _any_array_params(header: dict, test) -> bool:
+    """Whether ``test(params)`` holds for any array's params (arrays whose params are not an object: no)."""
+    return any(isinstance(a.get("params"), dict) and test(a["params"]) for a in header.get("arrays", []))
+
+
 def _uses_byte_layout(header: dict) -> bool:
-    return any(isinstance(a.get("params"), dict) and "layout" in a["params"] for a in header.get("arrays", []))
+    return _any_array_params(header, lambda params: "layout" in params)
 
 
 def _uses_8bit_codebook(header: dict) -> bool:
-    return any(isinstance(a.get("params"), dict) and vq.codebook_bits_of(a["params"]) != 16
-               for a in header.get("arrays", []))
+    return _any_array_params(header, lambda params: vq.codebook_bits_of(params) != 16)
 
 
 def _uses_codebook_columns(header: dict) -> bool:
-    return any(isinstance(a.get("params"), dict) and (vq.codebook_order_of(a["params"]) != "rows"
-                                                      or vq.codebook_bits_of(a["params"]) not in (8, 16))
-               for a in header.get("arrays", []))
+    return _any_array_params(header, lambda params: vq.codebook_order_of(params) != "rows"
+                             or vq.codebook_bits_of(params) not in (8, 16))
 
 
 def _uses_residual_vq(header: dict) -> bool:
-    return any(isinstance(a.get("params"), dict) and "residual_rows" in a["params"] for a in header.get("arrays", []))
+    return _any_array_params(header, lambda params: "residual_rows" in params)
 
 
 def _version_for(header: dict) -> int:

@@ -33,6 +33,7 @@ and order).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -79,6 +80,12 @@ class VQState:
         if len(self.residual_rows):
             out[self.residual_rows] += np.take(self.residual_codebook, self.residual_index, axis=0)
         return out
+
+    def with_codebooks(self, transform) -> "VQState":
+        """The same rows and indices with ``transform`` (array -> array) applied to each codebook, the residual
+        one too."""
+        residual = None if self.residual_codebook is None else transform(self.residual_codebook)
+        return dataclasses.replace(self, codebook=transform(self.codebook), residual_codebook=residual)
 
     def reordered(self, order: np.ndarray) -> "VQState":
         """The state of the rows ``values[order]`` (``order``: a permutation of the row numbers)."""
@@ -160,22 +167,27 @@ def train_codebook(x: np.ndarray, weights: np.ndarray, k: int, iterations: int =
     codebook = xs[rng.choice(len(xs), size=k, replace=False)].copy()
     for _ in range(iterations):
         idx = kernels.nearest_entries(xs, codebook)
-        counts = np.bincount(idx, minlength=k)
-        sums = np.zeros_like(codebook, dtype=np.float64)
-        np.add.at(sums, idx, xs)
-        live = counts > 0
-        codebook[live] = (sums[live] / counts[live, None]).astype(np.float32)
+        live = _move_to_means(codebook, xs, idx)
         if (~live).any():  # re-seed dead entries at the worst-represented samples
             err = ((xs - codebook[idx]) ** 2).sum(1)
             codebook[~live] = xs[np.argsort(-err)[: int((~live).sum())]]
     weights = np.asarray(weights, np.float64)
     for _ in range(full_passes):
-        idx = kernels.nearest_entries(x, codebook)
-        mass = np.bincount(idx, weights=weights, minlength=k)
-        sums = np.stack([np.bincount(idx, weights=weights * x[:, col], minlength=k) for col in range(x.shape[1])], 1)
-        live = mass > 0
-        codebook[live] = (sums[live] / mass[live, None]).astype(np.float32)
+        _move_to_means(codebook, x, kernels.nearest_entries(x, codebook), weights)
     return codebook
+
+
+def _move_to_means(codebook: np.ndarray, x: np.ndarray, index: np.ndarray,
+                   weights: np.ndarray | None = None) -> np.ndarray:
+    """The Lloyd update, in place: each entry of ``codebook`` that rows map to (``index``) becomes the mean of
+    those rows of ``x``, weighted by ``weights`` when given (sums in float64). Returns which entries had rows."""
+    k = len(codebook)
+    mass = np.bincount(index, weights=weights, minlength=k)
+    sums = np.stack([np.bincount(index, weights=x[:, col] if weights is None else weights * x[:, col], minlength=k)
+                     for col in range(x.shape[1])], 1)
+    live = mass > 0
+    codebook[live] = (sums[live] / mass[live, None]).astype(np.float32)
+    return live
 
 
 def quantize(values: np.ndarray, codebook_size: int, weights: np.ndarray | None = None, keep_exact: float = 0.0,
@@ -202,11 +214,7 @@ def quantize(values: np.ndarray, codebook_size: int, weights: np.ndarray | None 
         state = quantize((np.asarray(values, np.float64) @ lower).astype(np.float32), codebook_size, weights,
                          keep_exact, seed, 16, residual_rows, residual_codebook, prefer_runs=prefer_runs)
         back = np.linalg.inv(lower)
-        state.codebook = stored_codebook((state.codebook @ back).astype(np.float32), codebook_bits)
-        if state.residual_codebook is not None:
-            state.residual_codebook = stored_codebook((state.residual_codebook @ back).astype(np.float32),
-                                                      codebook_bits)
-        return state
+        return state.with_codebooks(lambda book: stored_codebook((book @ back).astype(np.float32), codebook_bits))
     x = np.asarray(values, dtype=np.float32)
     n, c = x.shape
     w = np.ones(n) if weights is None else np.maximum(np.asarray(weights, np.float64), 1e-12)
@@ -219,15 +227,17 @@ def quantize(values: np.ndarray, codebook_size: int, weights: np.ndarray | None 
     idx = np.zeros(n, np.int64)
     idx[rest] = kernels.nearest_entries(x[rest], codebook)
     candidates = np.flatnonzero(rest)
+
+    def candidates_error() -> np.ndarray:  # the weighted squared error of the candidates' present entries
+        return w[candidates] * ((x[candidates] - codebook[idx[candidates]]) ** 2).sum(1)
+
     if prefer_runs > 0 and len(candidates):
-        error = w[candidates] * ((x[candidates] - codebook[idx[candidates]]) ** 2).sum(1)
         idx[candidates] = kernels.prefer_runs(x[candidates], codebook, idx[candidates], w[candidates],
-                                              prefer_runs * float(np.median(error)))
+                                              prefer_runs * float(np.median(candidates_error())))
     state = VQState(codebook, idx, exact_rows)
     n_residual = min(int(round(residual_rows * n)), len(candidates))
     if n_residual > 0:
-        error = w[candidates] * ((x[candidates] - codebook[idx[candidates]]) ** 2).sum(1)
-        rows = np.sort(candidates[np.argsort(-error, kind="stable")[:n_residual]])
+        rows = np.sort(candidates[np.argsort(-candidates_error(), kind="stable")[:n_residual]])
         residual = x[rows] - codebook[idx[rows]]
         book = stored_codebook(train_codebook(residual, w[rows], residual_codebook, seed=seed), codebook_bits)
         state.residual_codebook, state.residual_rows = book, rows

@@ -117,6 +117,27 @@ def test_foreground_fraction_sampling(lego_small):
         load_preset("tiny", foreground_fraction=1.5)
 
 
+def test_learning_rates_decay_over_the_fit_or_over_each_stage():
+    whole = load_preset("tiny", reso=[16, 32], steps=[100, 300], lr_sigma=30.0, lr_sigma_final=3.0, lr_sh=1e-2,
+                        lr_sh_final=1e-4, lr_sigma_delay_steps=0)
+    assert whole.learning_rates(0, 400) == pytest.approx((30.0, 1e-2))
+    assert whole.learning_rates(200, 400) == pytest.approx((30.0 * 0.1 ** 0.5, 1e-2 * 0.01 ** 0.5))
+    assert whole.learning_rates(400, 400) == pytest.approx((3.0, 1e-4))
+    staged = whole.replace(lr_sigma=[30.0, 10.0], lr_sigma_final=[20.0, 1.0], lr_sh=[1e-2, 1e-3])
+    assert staged.learning_rates(0, 400) == pytest.approx((30.0, 1e-2))
+    assert staged.learning_rates(50, 400) == pytest.approx(((30.0 * 20.0) ** 0.5, (1e-2 * 1e-4) ** 0.5))
+    assert staged.learning_rates(100, 400) == pytest.approx((10.0, 1e-3))  # the second stage starts afresh
+    assert staged.learning_rates(250, 400) == pytest.approx((10.0 ** 0.5, 1e-3 ** 0.5 * 1e-2))
+    assert staged.learning_rates(399, 400)[0] == pytest.approx(1.0, rel=0.01)
+    warm = staged.replace(lr_sigma_delay_steps=100, lr_sigma_delay_mult=0.01)
+    assert warm.learning_rates(0, 400)[0] == pytest.approx(0.3)  # svox2's warm-up from the fit's start
+    assert warm.learning_rates(150, 400) == staged.learning_rates(150, 400)
+    with pytest.raises(PlenopackError, match="lr_sh_final must be one number or one per stage"):
+        whole.replace(lr_sh_final=[1e-4, 1e-5, 1e-6])
+    with pytest.raises(PlenopackError, match="lr_sigma must lie in"):
+        whole.replace(lr_sigma=[30.0, -1.0])
+
+
 def test_fit_is_identical_for_any_thread_count(lego_small):
     """Every draw is counter-based and every gradient sum runs in a fixed order: 1 and 2 threads fit the same
     grid, bit for bit."""

@@ -22,7 +22,7 @@ SCENE_KEYS = {"name", "id", "category", "source_path", "format", "max_side", "lo
 def test_every_numeric_field_is_range_checked():
     import dataclasses
 
-    fields = [f for f in dataclasses.fields(FitConfig) if f.type in ("int", "float")]
+    fields = [f for f in dataclasses.fields(FitConfig) if f.type in ("int", "float", "float | list[float]")]
     assert len(fields) > 30 and all("range" in f.metadata for f in fields)
     for f in fields:
         lo, hi, lo_open, hi_open = f.metadata["range"]

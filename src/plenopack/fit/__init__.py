@@ -25,10 +25,10 @@ import numpy as np
 
 from plenopack.errors import PlenopackError
 from plenopack.fit.background import background_mode, eval_background, init_background, turntable_axis
-from plenopack.fit.config import FitConfig, load_preset, preset_names, preset_values
+from plenopack.fit.config import FitConfig, learning_rate, load_preset, preset_names, preset_values
 from plenopack.fit.prune import grid_from_mask, max_weights_over_rays, prune_mask, resample, weights_over_rays
 from plenopack.fit.rays import TrainingRays
-from plenopack.fit.trainer import Trainer, ValueQuantizer, learning_rate
+from plenopack.fit.trainer import Trainer, ValueQuantizer
 from plenopack.grid import Grid
 from plenopack.progress import ProgressCallback, report
 from plenopack.scene.base import Scene

@@ -6,8 +6,10 @@ defaults below); the CLI overrides any field with ``--set key=value``.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ BACKGROUNDS = ("auto", "white", "black", "random")
 BACKGROUND_MODELS = ("none", "msi")
 MSI_FRAMES = ("auto", "world", "turntable")
 MAX_RESOLUTION = 1024
+STAGE_RATES = ("lr_sigma", "lr_sigma_final", "lr_sh", "lr_sh_final")  # one number, or one per stage
 
 
 def _range(default, lo=None, hi=None, *, lo_open=False, hi_open=False, doc=""):
@@ -41,13 +44,15 @@ class FitConfig:
     batch_rays: int = _range(5000, 1, 10_000_000)
     sh_degree: int = _range(2, 0, 3)
     init_density: float = _range(0.1, -1e4, 1e4)
-    lr_sigma: float = _range(30.0, 0.0, None, lo_open=True)
-    lr_sigma_final: float = _range(30.0, 0.0, None, lo_open=True)
+    # the four rates below: one number (log-linear decay over the whole fit) or one per stage (each stage decays
+    # from its start rate to its final rate over its own steps)
+    lr_sigma: float | list[float] = _range(30.0, 0.0, None, lo_open=True)
+    lr_sigma_final: float | list[float] = _range(30.0, 0.0, None, lo_open=True)
     lr_sigma_delay_steps: int = _range(0, 0, None, doc="svox2's warm-up: lr scaled by delay_mult rising to 1 (sine)")
     lr_sigma_delay_mult: float = _range(1.0, 0.0, 1.0, lo_open=True)
-    lr_sh: float = _range(1e-2, 0.0, None, lo_open=True)
-    lr_sh_final: float = _range(5e-6, 0.0, None, lo_open=True)
-    lr_sh_decay_steps: int = _range(0, 0, None, doc="0: decay over the whole fit")
+    lr_sh: float | list[float] = _range(1e-2, 0.0, None, lo_open=True)
+    lr_sh_final: float | list[float] = _range(5e-6, 0.0, None, lo_open=True)
+    lr_sh_decay_steps: int = _range(0, 0, None, doc="0: decay over the whole fit (rates given per stage: unused)")
     rmsprop_beta: float = _range(0.95, 0.0, 1.0, hi_open=True)
     lambda_tv: float = _range(5e-5, 0.0, 1e3)
     lambda_tv_sh: float = _range(5e-3, 0.0, 1e3)
@@ -87,8 +92,16 @@ class FitConfig:
         """Raise PlenopackError naming the first field outside its range or of the wrong type."""
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if "range" in f.metadata:
-                _check_number(f.name, value, f.type, *f.metadata["range"])
+            if "range" not in f.metadata:
+                continue
+            if f.name in STAGE_RATES and isinstance(value, list):
+                if not isinstance(self.reso, list) or len(value) != len(self.reso):
+                    raise PlenopackError(f"{f.name} must be one number or one per stage ({len(self.reso)}), "
+                                         f"got {value!r}")
+                for v in value:
+                    _check_number(f.name, v, float, *f.metadata["range"])
+            else:
+                _check_number(f.name, value, float if f.name in STAGE_RATES else f.type, *f.metadata["range"])
         for name in ("reso", "steps"):
             values = getattr(self, name)
             if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
@@ -132,6 +145,36 @@ class FitConfig:
     @property
     def total_steps(self) -> int:
         return int(sum(self.steps))
+
+    def learning_rates(self, step: int, horizon: int) -> tuple[float, float]:
+        """(density, SH) learning rates at ``step`` (counted over the whole fit). Rates given as numbers decay
+        log-linearly over ``horizon`` steps; rates given per stage decay over the steps of the stage ``step``
+        lies in. svox2's warm-up (``lr_sigma_delay_steps``) scales the density rate from the fit's start."""
+        if not any(isinstance(getattr(self, name), list) for name in STAGE_RATES):
+            return (learning_rate(self.lr_sigma, self.lr_sigma_final, step, horizon, self.lr_sigma_delay_steps,
+                                  self.lr_sigma_delay_mult),
+                    learning_rate(self.lr_sh, self.lr_sh_final, step, horizon))
+        ends = list(itertools.accumulate(self.steps))
+        stage = min(bisect.bisect_right(ends, step), len(ends) - 1)
+        local, length = step - (ends[stage] - self.steps[stage]), self.steps[stage]
+
+        def rate(name: str) -> float:
+            value = getattr(self, name)
+            return float(value[stage] if isinstance(value, list) else value)
+
+        warm_up = learning_rate(1.0, 1.0, step, horizon, self.lr_sigma_delay_steps, self.lr_sigma_delay_mult)
+        return (warm_up * learning_rate(rate("lr_sigma"), rate("lr_sigma_final"), local, length),
+                learning_rate(rate("lr_sh"), rate("lr_sh_final"), local, length))
+
+
+def learning_rate(start: float, end: float, step: int, horizon: int, delay_steps: int = 0,
+                  delay_mult: float = 1.0) -> float:
+    """Log-linear decay from start to end over ``horizon`` steps, with svox2's optional sine warm-up."""
+    t = min(step / horizon, 1.0) if horizon > 0 else 0.0
+    lr = start if start == end else math.exp(math.log(start) * (1 - t) + math.log(end) * t)
+    if delay_steps > 0:
+        lr *= delay_mult + (1 - delay_mult) * math.sin(0.5 * math.pi * min(step / delay_steps, 1.0))
+    return float(lr)
 
 
 def _check_number(name: str, value, kind, lo, hi, lo_open, hi_open) -> None:

@@ -38,16 +38,6 @@ class ValueQuantizer(Protocol):
         updating those at the step's SH learning rate ``lr_sh``."""
 
 
-def learning_rate(start: float, end: float, step: int, horizon: int, delay_steps: int = 0,
-                  delay_mult: float = 1.0) -> float:
-    """Log-linear decay from start to end over ``horizon`` steps, with svox2's optional sine warm-up."""
-    t = min(step / horizon, 1.0) if horizon > 0 else 0.0
-    lr = start if start == end else math.exp(math.log(start) * (1 - t) + math.log(end) * t)
-    if delay_steps > 0:
-        lr *= delay_mult + (1 - delay_mult) * math.sin(0.5 * math.pi * min(step / delay_steps, 1.0))
-    return float(lr)
-
-
 class Trainer:
     """Trains ``grid`` (in place) on ``rays`` with ``config``; `set_grid` after each resampling.
 
@@ -143,9 +133,7 @@ class Trainer:
             self.regulariser(counter_rng.stream_key(self.seed, step, counter_rng.VOXELS), grid.density,
                              self.grad_density, cfg.lambda_tv * tv_scale, grid.sh, self.grad_sh,
                              cfg.lambda_tv_sh * tv_scale, cfg.lambda_sparsity, self.row_flags)
-        lr_sigma = learning_rate(cfg.lr_sigma, cfg.lr_sigma_final, step, horizon, cfg.lr_sigma_delay_steps,
-                                 cfg.lr_sigma_delay_mult)
-        lr_sh = learning_rate(cfg.lr_sh, cfg.lr_sh_final, step, horizon)
+        lr_sigma, lr_sh = cfg.learning_rates(step, horizon)
         if self.quantizer is not None:
             self.quantizer.route_sh_gradient(self.grad_sh, lr_sh)
         kernels.rmsprop_flagged(grid.density, self.grad_density, self.avg_density, lr_sigma, grid.sh, self.grad_sh,

@@ -101,7 +101,7 @@ class FitConfig:
                 for v in value:
                     _check_number(f.name, v, float, *f.metadata["range"])
             else:
-                _check_number(f.name, value, float if f.name in STAGE_RATES else f.type, *f.metadata["range"])
+                _check_number(f.name, value, f.type, *f.metadata["range"])
         for name in ("reso", "steps"):
             values = getattr(self, name)
             if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
@@ -150,19 +150,17 @@ class FitConfig:
         """(density, SH) learning rates at ``step`` (counted over the whole fit). Rates given as numbers decay
         log-linearly over ``horizon`` steps; rates given per stage decay over the steps of the stage ``step``
         lies in. svox2's warm-up (``lr_sigma_delay_steps``) scales the density rate from the fit's start."""
-        if not any(isinstance(getattr(self, name), list) for name in STAGE_RATES):
-            return (learning_rate(self.lr_sigma, self.lr_sigma_final, step, horizon, self.lr_sigma_delay_steps,
-                                  self.lr_sigma_delay_mult),
-                    learning_rate(self.lr_sh, self.lr_sh_final, step, horizon))
-        ends = list(itertools.accumulate(self.steps))
-        stage = min(bisect.bisect_right(ends, step), len(ends) - 1)
-        local, length = step - (ends[stage] - self.steps[stage]), self.steps[stage]
+        stage, local, length = None, step, horizon
+        if any(isinstance(getattr(self, name), list) for name in STAGE_RATES):
+            ends = list(itertools.accumulate(self.steps))
+            stage = min(bisect.bisect_right(ends, step), len(ends) - 1)
+            local, length = step - (ends[stage] - self.steps[stage]), self.steps[stage]
 
         def rate(name: str) -> float:
             value = getattr(self, name)
             return float(value[stage] if isinstance(value, list) else value)
 
-        warm_up = learning_rate(1.0, 1.0, step, horizon, self.lr_sigma_delay_steps, self.lr_sigma_delay_mult)
+        warm_up = _warm_up(step, self.lr_sigma_delay_steps, self.lr_sigma_delay_mult)
         return (warm_up * learning_rate(rate("lr_sigma"), rate("lr_sigma_final"), local, length),
                 learning_rate(rate("lr_sh"), rate("lr_sh_final"), local, length))
 
@@ -172,9 +170,14 @@ def learning_rate(start: float, end: float, step: int, horizon: int, delay_steps
     """Log-linear decay from start to end over ``horizon`` steps, with svox2's optional sine warm-up."""
     t = min(step / horizon, 1.0) if horizon > 0 else 0.0
     lr = start if start == end else math.exp(math.log(start) * (1 - t) + math.log(end) * t)
-    if delay_steps > 0:
-        lr *= delay_mult + (1 - delay_mult) * math.sin(0.5 * math.pi * min(step / delay_steps, 1.0))
-    return float(lr)
+    return float(lr * _warm_up(step, delay_steps, delay_mult))
+
+
+def _warm_up(step: int, delay_steps: int, delay_mult: float) -> float:
+    """svox2's warm-up factor: delay_mult rising to 1 (a quarter sine) over ``delay_steps``; 1 without them."""
+    if delay_steps <= 0:
+        return 1.0
+    return delay_mult + (1 - delay_mult) * math.sin(0.5 * math.pi * min(step / delay_steps, 1.0))
 
 
 def _check_number(name: str, value, kind, lo, hi, lo_open, hi_open) -> None:

@@ -6,7 +6,7 @@ import stat
 import numpy as np
 import pytest
 
-from plenopack.atomic import atomic_path, atomic_write, atomic_write_bytes, atomic_write_text
+from plenopack.atomic import atomic_path, atomic_write, atomic_write_bytes, atomic_write_text, remove_stale_temporaries
 from plenopack.errors import PlenopackError
 
 
@@ -81,3 +81,20 @@ def test_file_and_folder_are_synced_before_and_after_the_rename(tmp_path, monkey
     monkeypatch.setattr(os, "replace", lambda a, b: events.append(("replace", None)) or real_replace(a, b))
     atomic_write_bytes(tmp_path / "s.bin", b"data")
     assert events == [("fsync", False), ("replace", None), ("fsync", True)]
+
+
+def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(dead.stdout)
+    (tmp_path / "scene").mkdir()
+    stale = tmp_path / "scene" / f".a.plen.tmp-{dead_pid}-0badf00d.plen"  # a killed writer's
+    live = tmp_path / f".manifest.parquet.tmp-{os.getpid()}-12345678.parquet"  # a running writer's
+    kept = [tmp_path / "scene" / "a.plen", tmp_path / ".notes.tmp", live]
+    for path in [stale, *kept]:
+        path.write_bytes(b"x")
+    assert remove_stale_temporaries(tmp_path) == 1
+    assert not stale.exists() and all(p.exists() for p in kept)

@@ -10,6 +10,8 @@ destination is left as it was.
 - `atomic_write_bytes(path, data)`, `atomic_write_text(path, text)`: whole contents at once.
 - `atomic_path(path)`: a context manager yielding the temporary path, for libraries that write by file name
   (pyarrow, matplotlib, imageio, plyfile, numpy).
+- `remove_stale_temporaries(folder)`: delete the temporary files of writers that were killed (SIGKILL, power
+  loss) before they could clean up, so that a resumed job leaves none behind.
 
 A missing destination folder raises `PlenopackError` naming the path; other I/O failures raise
 `PlenopackError` with the system's reason.
@@ -18,6 +20,7 @@ A missing destination folder raises `PlenopackError` naming the path; other I/O 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +28,31 @@ from pathlib import Path
 from typing import IO
 
 from plenopack.errors import PlenopackError
+
+
+_TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]{8}")  # the names atomic_path gives (writer's pid in them)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path) -> int:
+    """Delete the temporary files under ``folder`` (recursively) left by `atomic_path` writers whose process is
+    gone; those of running processes are kept. Returns how many were removed."""
+    removed = 0
+    for path in Path(folder).rglob(".*.tmp-*"):
+        match = _TEMPORARY.match(path.name)
+        if match and path.is_file() and not _process_alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def _fsync_file(path: Path) -> None:

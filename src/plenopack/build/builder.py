@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from plenopack.atomic import atomic_write_text
+from plenopack.atomic import atomic_write_text, remove_stale_temporaries
 from plenopack.build.discover import SceneRef, discover_scenes
 from plenopack.build.manifest import read_manifest, write_manifest
 from plenopack.build.pool import WorkerDied, WorkerPool
@@ -141,6 +141,7 @@ def build_dataset(source: str | Path, out_dir: str | Path, config: BuildConfig, 
         raise PlenopackError(f"unknown executor {executor!r} (expected local or ray)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)  # a killed build's half-written files
     refs = discover_scenes(source, format, categories, limit)
     manifest_path = out / "manifest.parquet"
     rows = {r["id"]: r for r in read_manifest(manifest_path)}

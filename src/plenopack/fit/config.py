@@ -165,12 +165,10 @@ class FitConfig:
                 learning_rate(rate("lr_sh"), rate("lr_sh_final"), local, length))
 
 
-def learning_rate(start: float, end: float, step: int, horizon: int, delay_steps: int = 0,
-                  delay_mult: float = 1.0) -> float:
-    """Log-linear decay from start to end over ``horizon`` steps, with svox2's optional sine warm-up."""
+def learning_rate(start: float, end: float, step: int, horizon: int) -> float:
+    """Log-linear decay from start to end over ``horizon`` steps (svox2's warm-up: `FitConfig.learning_rates`)."""
     t = min(step / horizon, 1.0) if horizon > 0 else 0.0
-    lr = start if start == end else math.exp(math.log(start) * (1 - t) + math.log(end) * t)
-    return float(lr * _warm_up(step, delay_steps, delay_mult))
+    return float(start if start == end else math.exp(math.log(start) * (1 - t) + math.log(end) * t))
 
 
 def _warm_up(step: int, delay_steps: int, delay_mult: float) -> float:

@@ -2,6 +2,8 @@
 
 import os
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -84,9 +86,6 @@ def test_file_and_folder_are_synced_before_and_after_the_rename(tmp_path, monkey
 
 
 def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
-    import subprocess
-    import sys
-
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True)
     dead_pid = int(dead.stdout)

@@ -30,7 +30,13 @@ from typing import IO
 from plenopack.errors import PlenopackError
 
 
-_TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]{8}")  # the names atomic_path gives (writer's pid in them)
+_TOKEN_BYTES = 4  # random bytes in a temporary name (8 hex digits)
+_TEMPORARY = re.compile(rf"^\..+\.tmp-(\d+)-[0-9a-f]{{{2 * _TOKEN_BYTES}}}")  # what _temporary_path names
+
+
+def _temporary_path(path: Path) -> Path:
+    """``.<name>.tmp-<pid>-<random><suffix>`` beside ``path``: the writer's pid tells a killed writer's file."""
+    return path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(_TOKEN_BYTES)}{path.suffix}"
 
 
 def _process_alive(pid: int) -> bool:
@@ -85,7 +91,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     folder = path.parent
     if not folder.is_dir():
         raise PlenopackError(f"cannot write: folder {str(folder)!r} does not exist", path)
-    tmp = folder / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}{path.suffix}"
+    tmp = _temporary_path(path)
     done = False
     try:
         yield tmp

@@ -94,3 +94,19 @@ def test_fit_with_background_model_options(tmp_path, data_dir):
     bad = run("fit", data_dir / "scenes" / "ethiopianHead", "-o", tmp_path / "x.plen", "--preset", "tiny",
               "--background", "msi", "--background-frame", "sideways")
     assert bad.returncode == 2 and "msi_frame" in bad.stderr
+
+
+def test_fit_takes_named_settings_through_set_too(tmp_path, data_dir):
+    """``--set seed=1`` (or sh_degree, prune, prune_threshold) is accepted like any other setting, and the named
+    option, when given as well, wins (as --background beats --set background)."""
+    from plenopack.fileformat import read_plen_header
+    from plenopack.pipeline import recorded_fit_config
+
+    for extra, seed, degree in ((["--set", "seed=7", "--set", "sh_degree=2"], 7, 2),  # tiny: degree 1
+                                (["--set", "seed=7", "--seed", 3], 3, 1)):
+        out = tmp_path / f"lego-{seed}.plen"
+        r = run("fit", data_dir / "scenes" / "lego", "-o", out, "--preset", "tiny", "--max-side", 40, "--steps",
+                "5,5", *extra, "--json")
+        assert r.returncode == 0, r.stderr
+        config = recorded_fit_config(read_plen_header(out)["metadata"])
+        assert (config.seed, config.sh_degree) == (seed, degree)

@@ -44,7 +44,9 @@ def fit_cmd(
 
     extra = fit_overrides(overrides, background, background_layers, background_reso, background_frame)
     extra.update(schedule_overrides(preset, extra, reso, steps))
-    config = load_preset(preset, **extra, sh_degree=sh_degree, seed=seed, prune=prune, prune_threshold=prune_threshold)
+    named = {"sh_degree": sh_degree, "seed": seed, "prune": prune, "prune_threshold": prune_threshold}
+    extra.update({key: value for key, value in named.items() if value is not None})  # a named option beats --set
+    config = load_preset(preset, **extra)
     scene = load_scene(scene_path, format=format, max_side=max_side, **parse_scene_options(scene_options))
     if not as_json:
         typer.echo(f"{scene.name}: {scene.capture_kind} capture, {scene.num_views} views "

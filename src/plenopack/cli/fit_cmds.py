@@ -42,10 +42,10 @@ def fit_cmd(
     from plenopack.pipeline import encode_to_file, fit_scene
     from plenopack.scene import load_scene
 
-    extra = fit_overrides(overrides, background, background_layers, background_reso, background_frame)
+    extra = fit_overrides(overrides, background, msi_layers=background_layers, msi_height=background_reso,
+                          msi_frame=background_frame, sh_degree=sh_degree, seed=seed, prune=prune,
+                          prune_threshold=prune_threshold)
     extra.update(schedule_overrides(preset, extra, reso, steps))
-    named = {"sh_degree": sh_degree, "seed": seed, "prune": prune, "prune_threshold": prune_threshold}
-    extra.update({key: value for key, value in named.items() if value is not None})  # a named option beats --set
     config = load_preset(preset, **extra)
     scene = load_scene(scene_path, format=format, max_side=max_side, **parse_scene_options(scene_options))
     if not as_json:

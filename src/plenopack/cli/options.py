@@ -39,18 +39,15 @@ def scene_option_flag():
     return typer.Option([], "--scene-option", help=SCENE_OPTION_HELP)
 
 
-def fit_overrides(overrides: list[str], background: str | None = None, background_layers: int | None = None,
-                  background_reso: int | None = None, background_frame: str | None = None) -> dict:
-    """Fit settings from ``--set`` and the named background options."""
+def fit_overrides(overrides: list[str], background: str | None = None, **named) -> dict:
+    """Fit settings from ``--set``, ``--background`` and the options named after a setting (``named``: FitConfig
+    field -> value, None = not given), which beat ``--set``."""
     extra = parse_key_values(overrides, "--set")
     if background == "msi":
         extra["background_model"] = "msi"
     elif background is not None:
         extra["background"] = background
-    for key, value in (("msi_layers", background_layers), ("msi_height", background_reso),
-                       ("msi_frame", background_frame)):
-        if value is not None:
-            extra[key] = value
+    extra.update({key: value for key, value in named.items() if value is not None})
     return extra
 
 

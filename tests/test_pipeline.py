@@ -1,6 +1,7 @@
 """One pipeline path: the same metadata from every entry point, a quiet library, config validation,
 fine-tuning through the fit's trainer."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -20,8 +21,6 @@ SCENE_KEYS = {"name", "id", "category", "source_path", "format", "max_side", "lo
 
 
 def test_every_numeric_field_is_range_checked():
-    import dataclasses
-
     fields = [f for f in dataclasses.fields(FitConfig) if f.type in ("int", "float", "float | list[float]")]
     assert len(fields) > 30 and all("range" in f.metadata for f in fields)
     for f in fields:
@@ -148,3 +147,21 @@ def co3d_scene(tmp_path_factory):
 
     c2w, k = make_cameras(11, 20, 24, seed=3)
     return write_co3d(tmp_path_factory.mktemp("co3d") / "root", c2w, k, 20, 24, category="apple", sequence="1_1")
+
+
+def test_eval_renders_at_the_recorded_render_step_not_the_training_step(lego_small, tiny_fit):
+    """A fit trained with coarse samples is scored with the finer ``render_step_size`` its file records."""
+    from plenopack.evaluate import evaluate
+    from plenopack.pipeline import evaluate_grid, file_metadata
+
+    coarse = tiny_fit.config.replace(step_size=2.0)
+    scores = {}
+    for render_step in (0.5, 2.0):
+        result = dataclasses.replace(tiny_fit, config=coarse.replace(render_step_size=render_step))
+        metadata = file_metadata(lego_small, 40, result, "tiny")
+        assert metadata["fit"]["config"]["render_step_size"] == render_step
+        scores[render_step] = evaluate_grid(tiny_fit.grid, metadata, lego_small)["psnr"]
+        direct = evaluate(tiny_fit.grid, lego_small, background=tuple(metadata["eval_background"]),
+                          step_size=render_step)["psnr"]
+        assert scores[render_step] == pytest.approx(direct, abs=1e-9)
+    assert abs(scores[0.5] - scores[2.0]) > 1e-3

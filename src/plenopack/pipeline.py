@@ -121,14 +121,14 @@ def encode_to_file(path: str | Path, grid: Grid, metadata: dict, codec: CodecCon
 
 def evaluate_grid(grid: Grid, metadata: dict, scene: Scene, split: str = "test", lpips=None,
                   lpips_net: str | None = None, progress: ProgressCallback | None = None, on_view=None) -> dict:
-    """Score a decoded grid on the scene's views, rendered as it was fitted (background, step, near clip);
-    ``on_view`` as `plenopack.evaluate.evaluate`'s."""
+    """Score a decoded grid on the scene's views, rendered with the fit's settings (background, near clip,
+    ``render_step_size``); ``on_view`` as `plenopack.evaluate.evaluate`'s."""
     from plenopack.evaluate import evaluate
 
     bg = metadata.get("eval_background")
     config = recorded_fit_config(metadata) or FitConfig()
     result = evaluate(grid, scene, split=split, background=tuple(bg) if bg else None, lpips=lpips,
-                      step_size=config.step_size, near=config.near_clip, progress=progress, on_view=on_view)
+                      step_size=config.render_step_size, near=config.near_clip, progress=progress, on_view=on_view)
     result["lpips_net"] = lpips_net if lpips is not None else None
     return result
 

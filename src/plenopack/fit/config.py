@@ -35,7 +35,7 @@ def _range(default, lo=None, hi=None, *, lo_open=False, hi_open=False, doc=""):
 class FitConfig:
     """Every hyperparameter of a fit (see `plenopack.fit` for what each stage does).
 
-    Units: resolutions in voxels per cube side; ``step_size`` in voxels; ``near_clip`` and ``msi_far`` in
+    Units: resolutions in voxels per cube side; ``step_size`` and ``render_step_size`` in voxels; ``near_clip`` and ``msi_far`` in
     unit-cube units (the cube [-1, 1]^3 has side 2); learning rates per RMSProp step.
     """
 
@@ -61,7 +61,9 @@ class FitConfig:
     lambda_sparsity: float = _range(1e-10, 0.0, 1e3)
     lambda_beta: float = _range(1e-5, 0.0, 1e3)
     lambda_mask: float = _range(0.0, 0.0, 1e3, doc="opacity floor on object pixels of full-frame fits")
-    step_size: float = _range(0.5, 0.01, 4.0, doc="voxels per ray-marching step")
+    step_size: float = _range(0.5, 0.01, 4.0, doc="voxels per ray-marching step in training")
+    render_step_size: float = _range(0.5, 0.01, 4.0, doc="voxels per ray-marching step when the fit is scored "
+                                     "(eval): the same field, integrated more finely than a coarse training step")
     stop_thresh: float = _range(1e-4, 0.0, 1.0, lo_open=True, hi_open=True)
     prune: str = "sigma"
     prune_threshold: float = _range(20.0, 0.0, None)

@@ -35,8 +35,8 @@ def _range(default, lo=None, hi=None, *, lo_open=False, hi_open=False, doc=""):
 class FitConfig:
     """Every hyperparameter of a fit (see `plenopack.fit` for what each stage does).
 
-    Units: resolutions in voxels per cube side; ``step_size`` and ``render_step_size`` in voxels; ``near_clip`` and ``msi_far`` in
-    unit-cube units (the cube [-1, 1]^3 has side 2); learning rates per RMSProp step.
+    Units: resolutions in voxels per cube side; ``step_size`` and ``render_step_size`` in voxels; ``near_clip``
+    and ``msi_far`` in unit-cube units (the cube [-1, 1]^3 has side 2); learning rates per RMSProp step.
     """
 
     reso: list[int] = field(default_factory=lambda: [64, 128])  # resolution of each stage

@@ -189,12 +189,19 @@ def test_a_killed_worker_fails_its_scene_and_the_build_goes_on(tmp_path, co3d_ro
     deadline = time.time() + 120
     while time.time() < deadline and len(read_manifest_safe(out)) < 1:
         time.sleep(0.05)
-    victims = multiprocessing.active_children()
-    assert victims
-    busy_from = _cpu_seconds(victims[0].pid)
-    while time.time() < deadline and _cpu_seconds(victims[0].pid) < busy_from + 0.3:
-        time.sleep(0.02)  # an idle worker uses no CPU: once it does, the second scene is in flight
-    os.kill(victims[0].pid, signal.SIGKILL)
+    victim, busy_from = None, 0.0
+    while time.time() < deadline:  # an idle worker uses no CPU: once it does, the second scene is in flight
+        try:
+            if victim is None:
+                victim = multiprocessing.active_children()[0]
+                busy_from = _cpu_seconds(victim.pid)
+            elif _cpu_seconds(victim.pid) >= busy_from + 0.3:
+                break
+        except (IndexError, FileNotFoundError):  # no worker yet, or the one seen has just exited
+            victim = None
+        time.sleep(0.02)
+    assert victim is not None
+    os.kill(victim.pid, signal.SIGKILL)
     thread.join(300)
     summary = result["summary"]
     rows = read_manifest(out / "manifest.parquet")

@@ -186,16 +186,19 @@ def test_a_killed_worker_fails_its_scene_and_the_build_goes_on(tmp_path, co3d_ro
     thread = threading.Thread(target=lambda: result.update(summary=build_dataset(
         co3d_root, out, BuildConfig(preset="tiny", fit_overrides=slow, lpips_net=None), workers=1)))
     thread.start()
-    deadline = time.time() + 120
-    while time.time() < deadline and len(read_manifest_safe(out)) < 1:
+    # Generous: on a clean clone the build first compiles the kernels (numba's cache is cold), on a loaded CI machine.
+    deadline = time.time() + 600
+    while time.time() < deadline and thread.is_alive() and len(read_manifest_safe(out)) < 1:
         time.sleep(0.05)
+    assert len(read_manifest_safe(out)) >= 1, "the first scene did not finish within 600 s"
     victim, busy_from = None, 0.0
+    deadline = time.time() + 300
     while time.time() < deadline:  # an idle worker uses no CPU: once it does, the second scene is in flight
         try:
             if victim is None:
                 victim = multiprocessing.active_children()[0]
                 busy_from = _cpu_seconds(victim.pid)
-            elif _cpu_seconds(victim.pid) >= busy_from + 0.3:
+            elif _cpu_seconds(victim.pid) >= busy_from + 0.1:
                 break
         except (IndexError, FileNotFoundError):  # no worker yet, or the one seen has just exited
             victim = None

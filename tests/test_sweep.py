@@ -130,3 +130,36 @@ def test_rows_are_keyed_by_the_full_configuration(tmp_path, data_dir):
                key(scene_options={"test_every": 4}), key(finetune=100), key(lpips="vgg"), key(index=-2)]
     assert len({base, *changed}) == len(changed) + 1
     assert key() == base
+
+
+def test_trade_off_labels_overlap_neither_each_other_nor_markers():
+    """A cluster of rows at nearly the same memory and PSNR (as 8-bit SH, SH+D and the pruning rows are) gets
+    labels that do not overlap one another or any marker, all inside the axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from plenopack.sweep import place_labels
+
+    rng = np.random.default_rng(0)
+    points = [(30 * (1 + 0.05 * rng.random()), 24.95 + 0.05 * rng.random()) for _ in range(8)]
+    points += [(1.3, 24.6), (1.4, 24.7), (7.2, 15.2), (7.21, 15.23)]
+    labels = [f"row {i} with a long name" for i in range(len(points))]
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    ax.scatter(*zip(*points), s=40)
+    ax.set_xscale("log")
+    fig.tight_layout()
+    notes = place_labels(ax, points, labels)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    texts = [matplotlib.text.Text.get_window_extent(n, renderer) for n in notes]  # the text, not its leader line
+    markers = ax.transData.transform(np.asarray(points))
+    assert sorted(n.get_text() for n in notes) == sorted(labels)
+    for i, box in enumerate(texts):
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+        assert not any(box.overlaps(other) for other in texts[i + 1:])
+        assert not any(box.contains(px, py) for px, py in markers)
+    plt.close(fig)

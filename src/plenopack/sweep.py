@@ -146,6 +146,49 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+# Label positions tried around a point, in points (x, y) from it; the first that overlaps no placed label wins.
+_LABEL_OFFSETS = [(5, 4), (5, -11), (-5, 4), (-5, -11)] + [(dx, dy) for step in range(1, 9)
+                                                         for dy in (8 * step + 3, -8 * step - 9) for dx in (10, -10)]
+
+
+def place_labels(ax, points: list[tuple[float, float]], labels: list[str], fontsize: float = 6) -> list:
+    """Annotate each point (data coordinates) with its label where it overlaps no marker and no label placed
+    before it and stays inside the axes; labels moved away from their point get a thin leader line. Call once
+    the axes' limits and the figure layout are final. Returns the annotations."""
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    radius = 3.5 * fig.dpi / 72  # a marker of size 40 points^2 is about 6.3 points across
+    placed = [Bbox.from_extents(px - radius, py - radius, px + radius, py + radius)
+              for px, py in ax.transData.transform(np.asarray(points, float).reshape(-1, 2))]
+    annotations = []
+    for (x, y), text in sorted(zip(points, labels), key=lambda item: -item[0][1]):
+        def annotate(dx: float, dy: float, leader: bool):
+            return ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                               ha="left" if dx > 0 else "right", va="bottom",
+                               arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5"} if leader else None)
+
+        for dx, dy in _LABEL_OFFSETS:
+            note = annotate(dx, dy, leader=False)
+            box = note.get_window_extent(renderer)  # the text alone (a leader line would cover the point)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in placed):
+                if (dx, dy) not in _LABEL_OFFSETS[:4]:
+                    note.remove()
+                    note = annotate(dx, dy, leader=True)
+                break
+            note.remove()
+        else:  # nowhere free: the first position, overlapping
+            note = annotate(*_LABEL_OFFSETS[0], leader=False)
+            box = note.get_window_extent(renderer)
+        placed.append(box)
+        annotations.append(note)
+    return annotations
+
+
 def _short_hash(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -363,7 +406,6 @@ def write_report(results: list[dict], out_dir: Path, title: str = "Memory-qualit
             labels.append(r["method"])
             ax.scatter(r["memory_mb"], r["psnr"], marker=markers[exp], s=40,
                        label=exp if r is rows[0] else None, alpha=0.85)
-            ax.annotate(r["method"], (r["memory_mb"], r["psnr"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
     if points:
         front = pareto_front(points)
         ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "k--", lw=1, label="Pareto front")
@@ -373,7 +415,10 @@ def write_report(results: list[dict], out_dir: Path, title: str = "Memory-qualit
     ax.set_title(f"{title}: {', '.join(scenes)}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high + 0.06 * (high - low))  # room for the labels of the best rows above them
     fig.tight_layout()
+    place_labels(ax, points, labels)
     png = out_dir / "tradeoff.png"
     with atomic_path(png) as tmp:
         fig.savefig(tmp, dpi=130)

@@ -35,6 +35,27 @@ def test_packed_scene_is_lazy_and_renders_like_the_grid(plen):
     assert len(frames) == 3 and frames[0].rgb.shape == (16, 16, 3)
 
 
+def test_packed_scene_renders_as_the_fit_recorded(tmp_path, tiny_fit):
+    """A file whose fit started rays at a near clip and scored at a finer step is rendered that way too (as
+    `eval` scores it), not with the renderer's defaults; files without a recorded fit keep the defaults."""
+    from plenopack.render import recorded_render_options
+
+    path = tmp_path / "clipped.plen"
+    recorded = {"near_clip": 2.9, "render_step_size": 0.25}
+    write_plen(path, tiny_fit.grid, {"eval_background": [1, 1, 1], "fit": {"config": recorded}}, CodecConfig("sh", 8))
+    s = plenopack.open(path)
+    pose = np.eye(4)
+    pose[:3, 3] = [0, 0, -3]
+    k = [30, 30, 16, 16]
+    r = s.render(pose, k, 32, 32)
+    clipped = render_view(s.grid, pose, k, 32, 32, near=2.9, step_size=0.25)
+    np.testing.assert_allclose(r.rgb, clipped[0], atol=1e-6)
+    assert np.abs(r.acc - render_view(s.grid, pose, k, 32, 32)[2]).max() > 0.1  # the clip hides the front
+    assert recorded_render_options(s.metadata) == {"step_size": 0.25, "near": 2.9}
+    for metadata in ({}, {"fit": {"config": {"near_clip": "far", "render_step_size": 0}}}, {"fit": None}):
+        assert recorded_render_options(metadata) == {"step_size": 0.5, "near": 0.0}
+
+
 def test_voxels_points_and_colours(plen):
     s = plenopack.open(plen)
     v = s.voxels("sh+density")

@@ -20,7 +20,7 @@ from plenopack.errors import PlenopackError
 from plenopack.fileformat import check_memory, read_plen, read_plen_header, resolve_memory_budget
 from plenopack.grid import Grid
 from plenopack.kernels.device import SH_C0, sh_basis
-from plenopack.render import occupancy_for, orbit_intrinsics, render_view
+from plenopack.render import occupancy_for, orbit_intrinsics, recorded_render_options, render_view
 
 
 @dataclass
@@ -82,7 +82,8 @@ class PackedScene:
 
     # ---------------------------------------------------------------- rendering
     def render(self, c2w: np.ndarray, intrinsics, height: int, width: int, background=None) -> Render:
-        """Render a pinhole view; c2w is OpenCV camera-to-world in the unit-cube frame.
+        """Render a pinhole view; c2w is OpenCV camera-to-world in the unit-cube frame. Rendered as ``eval``
+        scores the file: at the fit's render step, rays starting at its near clip (`recorded_render_options`).
 
         ``background``: None = the scene's background model (MSI) if it has one, else its evaluation colour;
         False = the foreground object alone, on the evaluation colour (``acc`` is its mask); or an RGB colour.
@@ -91,7 +92,8 @@ class PackedScene:
             self._occupancy = occupancy_for(self.grid)
         colour = self.background if background is None or background is False else background
         rgb, depth, acc = render_view(self.grid, np.asarray(c2w, np.float64), intrinsics, height, width, colour,
-                                      occupancy=self._occupancy, use_background_model=background is None)
+                                      occupancy=self._occupancy, use_background_model=background is None,
+                                      **recorded_render_options(self.metadata))
         return Render(rgb, depth, acc)
 
     def render_orbit(self, n: int, radius: float = 3.2, elevation: float = 25.0, size: int = 256,

@@ -29,6 +29,27 @@ TILE = 16  # views are rendered in TILE x TILE pixel tiles, one parallel task ea
 # that reads the same voxels, not a third of a row of an 800 px image (measured: 25% faster at 800 x 800)
 
 
+RENDER_STEP_SIZE = 0.5  # voxels between samples along a ray when a view is rendered (a fit's default render_step_size)
+
+
+def recorded_render_options(metadata: dict) -> dict[str, float]:
+    """How the views of a stored fit are rendered, as `render_view` keywords: ``step_size`` (voxels; the fit's
+    ``render_step_size``) and ``near`` (unit-cube units in front of the camera where rays start; its
+    ``near_clip``: what lies nearer was never trained), from the fit configuration in the file's metadata, so
+    that every image of a file (`render`, the viewer, `PackedScene.render`) is rendered as `eval` scores it.
+    Files without a recorded fit get the renderer's defaults."""
+    fit = metadata.get("fit")
+    config = fit.get("config") if isinstance(fit, dict) else None
+    config = config if isinstance(config, dict) else {}
+    step, near = config.get("render_step_size"), config.get("near_clip")
+    return {"step_size": float(step) if _finite_number(step) and step > 0 else RENDER_STEP_SIZE,
+            "near": float(near) if _finite_number(near) and near >= 0 else 0.0}
+
+
+def _finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
 def occupancy_for(grid: Grid) -> Occupancy:
     """The occupancy field renders of this grid skip empty space with."""
     return build_occupancy(grid.links, grid.density, block=4)
@@ -50,8 +71,8 @@ def background_image(grid: Grid, c2w: np.ndarray, intrinsics, height: int, width
 
 
 def render_view(grid: Grid, c2w: np.ndarray, intrinsics, height: int, width: int, background=(1.0, 1.0, 1.0),
-                step_size: float = 0.5, stop_thresh: float = RENDER_STOP_THRESH, occupancy: Occupancy | None = None,
-                near: float = 0.0, use_background_model: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                step_size: float = RENDER_STEP_SIZE, stop_thresh: float = RENDER_STOP_THRESH,
+                occupancy: Occupancy | None = None, near: float = 0.0, use_background_model: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render one pinhole view (OpenCV c2w in the unit-cube frame; intrinsics fx, fy, cx, cy in pixels).
 
     Returns rgb (H, W, 3) float32 in [0, 1], depth (H, W) (opacity-weighted distance along the ray, unit-cube
@@ -79,15 +100,18 @@ def orbit_intrinsics(size: int, fov_deg: float = 40.0) -> np.ndarray:
 
 
 def iter_views(grid: Grid, poses: Iterable[np.ndarray], intrinsics, height: int, width: int,
-               background=(1.0, 1.0, 1.0)) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+               background=(1.0, 1.0, 1.0), step_size: float = RENDER_STEP_SIZE, near: float = 0.0
+               ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Render views one at a time: yields (rgb, depth, acc) as `render_view` returns them.
 
-    ``intrinsics``: one (fx, fy, cx, cy) for every view, or one row per pose.
+    ``intrinsics``: one (fx, fy, cx, cy) for every view, or one row per pose; ``step_size`` and ``near`` as
+    `render_view`'s (a stored fit's: `recorded_render_options`).
     """
     occ = occupancy_for(grid)
     k = np.asarray(intrinsics, np.float64)
     for i, pose in enumerate(poses):
-        yield render_view(grid, pose, k if k.ndim == 1 else k[i], height, width, background, occupancy=occ)
+        yield render_view(grid, pose, k if k.ndim == 1 else k[i], height, width, background, step_size=step_size,
+                          occupancy=occ, near=near)
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:

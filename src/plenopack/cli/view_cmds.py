@@ -66,7 +66,8 @@ def render_cmd(
     from plenopack.cameras import orbit_poses
     from plenopack.fileformat import read_plen
     from plenopack.pipeline import load_recorded_scene
-    from plenopack.render import AnimationWriter, DepthWriter, iter_views, orbit_intrinsics, to_uint8, world_scale
+    from plenopack.render import (AnimationWriter, DepthWriter, iter_views, orbit_intrinsics, recorded_render_options,
+                                  to_uint8, world_scale)
 
     if mp4:
         output = output.with_suffix(".mp4")
@@ -90,7 +91,7 @@ def render_cmd(
         poses, k, (height, width) = scene.c2w[ids], scene.intrinsics[ids], sizes.pop()
     scene_meta = f.metadata.get("scene", {})
     scale = world_scale(scene_meta["world_to_unit"]) if "world_to_unit" in scene_meta else 1.0
-    views = iter_views(f.grid, poses, k, height, width, bg)
+    views = iter_views(f.grid, poses, k, height, width, bg, **recorded_render_options(f.metadata))
     depth_writer = DepthWriter(depth, len(poses), scale) if depth is not None else nullcontext()
     with AnimationWriter(output, fps) as video, depth_writer:
         for pose, (rgb, d, acc) in zip(poses, track(views, total=len(poses), description="render", transient=True,
